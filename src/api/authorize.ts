@@ -1,0 +1,21 @@
+import type { HandlerContext } from "@connectrpc/connect";
+
+/** What a call does, for authorization. */
+export type Action = "object.read" | "object.write" | "object.delete" | "object.list" | "bucket.read" | "service.read";
+
+/**
+ * Decides whether a call may do an action on a bucket (and key). Every
+ * handler calls it once, after it knows the bucket and before any data
+ * moves, so access control needs to change only this interface's adapter.
+ */
+export interface Authorizer {
+  authorize(ctx: HandlerContext, action: Action, bucket?: string, key?: string): Promise<void>;
+}
+
+/**
+ * Allows every call. Engram has no access control yet; deploy it where
+ * only trusted MNEMOS services reach its port.
+ */
+export const allowAll: Authorizer = {
+  async authorize() {},
+};

@@ -1,0 +1,167 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
+
+import { ContentRangeSchema } from "../../gen/engram/v1/object_pb.js";
+import { StorageService, type DownloadResponse, type UploadRequest } from "../../gen/engram/v1/storage_service_pb.js";
+import type { CatalogService } from "../service/catalog.js";
+import { crc32cOf } from "../service/checksum.js";
+import type { DownloadService } from "../service/download.js";
+import { invalidArgument } from "../service/errors.js";
+import type { Limits } from "../service/limits.js";
+import type { UploadChunk, UploadService } from "../service/upload.js";
+import type { Authorizer } from "./authorize.js";
+import { callFactsKey } from "./call-log.js";
+import { checksumsToProto, numberFromInt64, objectToProto, uploadSpecFromProto } from "./convert.js";
+
+export interface StorageHandlerDeps {
+  readonly uploads: UploadService;
+  readonly downloads: DownloadService;
+  readonly catalog: CatalogService;
+  readonly authorizer: Authorizer;
+  readonly limits: Limits;
+}
+
+/**
+ * Registers engram.v1.StorageService. Handlers only convert messages,
+ * authorize and call a service; errors are mapped in the call-log
+ * interceptor.
+ */
+export function registerStorageService(router: ConnectRouter, deps: StorageHandlerDeps): void {
+  router.service(StorageService, createStorageHandler(deps));
+}
+
+function createStorageHandler({ uploads, downloads, catalog, authorizer, limits }: StorageHandlerDeps): ServiceImpl<typeof StorageService> {
+  return {
+    async upload(requests, ctx) {
+      const iterator = requests[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      if (first.done) {
+        throw invalidArgument("upload stream is empty: send the object spec in the first message");
+      }
+      if (first.value.spec === undefined) {
+        throw invalidArgument("first upload message has no spec: send bucket, key and the other object properties first");
+      }
+
+      const spec = uploadSpecFromProto(first.value.spec);
+      const facts = ctx.values.get(callFactsKey);
+      facts.bucket = spec.bucket;
+      await authorizer.authorize(ctx, "object.write", spec.bucket, spec.key);
+
+      const object = await uploads.upload(spec, chunksOf(first.value, iterator), ctx.signal);
+      facts.bytes = object.size;
+      return { object: objectToProto(object) };
+    },
+
+    async *download(request, ctx) {
+      const facts = ctx.values.get(callFactsKey);
+      facts.bucket = request.bucket;
+      facts.bytes = 0;
+      await authorizer.authorize(ctx, "object.read", request.bucket, request.key);
+
+      const opened = await downloads.open(
+        {
+          bucket: request.bucket,
+          key: request.key,
+          generation: numberFromInt64(request.generation, "generation"),
+          readOffset: numberFromInt64(request.readOffset, "read_offset"),
+          readLimit: numberFromInt64(request.readLimit, "read_limit"),
+        },
+        ctx.signal,
+      );
+
+      yield {
+        metadata: objectToProto(opened.object),
+        contentRange: create(ContentRangeSchema, {
+          start: BigInt(opened.start),
+          end: BigInt(opened.end),
+          completeLength: BigInt(opened.object.size),
+        }),
+        objectChecksums: checksumsToProto(opened.object),
+      } satisfies Partial<DownloadResponse>;
+
+      for await (const content of opened.chunks) {
+        facts.bytes += content.byteLength;
+        yield { data: { content, crc32c: crc32cOf(content) } };
+      }
+    },
+
+    async getObject(request, ctx) {
+      ctx.values.get(callFactsKey).bucket = request.bucket;
+      await authorizer.authorize(ctx, "object.read", request.bucket, request.key);
+      const object = await catalog.getObject(request.bucket, request.key, numberFromInt64(request.generation, "generation"));
+      return { object: objectToProto(object) };
+    },
+
+    async listObjects(request, ctx) {
+      ctx.values.get(callFactsKey).bucket = request.bucket;
+      await authorizer.authorize(ctx, "object.list", request.bucket);
+      const page = await catalog.listObjects(request);
+      return { objects: page.objects.map(objectToProto), prefixes: page.prefixes, nextPageToken: page.nextPageToken };
+    },
+
+    async deleteObject(request, ctx) {
+      ctx.values.get(callFactsKey).bucket = request.bucket;
+      await authorizer.authorize(ctx, "object.delete", request.bucket, request.key);
+      const ifGenerationMatch = request.ifGenerationMatch === undefined ? undefined : numberFromInt64(request.ifGenerationMatch, "if_generation_match");
+      await catalog.deleteObject(request.bucket, request.key, ifGenerationMatch);
+      return {};
+    },
+
+    async listBuckets(_request, ctx) {
+      await authorizer.authorize(ctx, "bucket.read");
+      const buckets = await catalog.listBuckets();
+      return { buckets: buckets.map((bucket) => ({ name: bucket.name, createTime: timestampFromDate(bucket.createdAt) })) };
+    },
+
+    async getBucket(request, ctx) {
+      ctx.values.get(callFactsKey).bucket = request.name;
+      await authorizer.authorize(ctx, "bucket.read", request.name);
+      const bucket = await catalog.getBucket(request.name);
+      return {
+        bucket: {
+          name: bucket.name,
+          createTime: timestampFromDate(bucket.createdAt),
+          objectCount: BigInt(bucket.objectCount),
+          totalBytes: BigInt(bucket.totalBytes),
+        },
+      };
+    },
+
+    async getCapabilities(_request, ctx: HandlerContext) {
+      await authorizer.authorize(ctx, "service.read");
+      return {
+        maxMessageBytes: BigInt(limits.maxMessageBytes),
+        maxUploadChunkBytes: BigInt(limits.maxUploadChunkBytes),
+        maxDownloadChunkBytes: BigInt(limits.downloadChunkBytes),
+        maxObjectBytes: BigInt(limits.maxObjectBytes),
+        maxListPageSize: limits.maxListPageSize,
+        maxKeyBytes: limits.maxKeyBytes,
+      };
+    },
+  };
+}
+
+/** Turns the rest of an upload stream into chunks; the first message may carry data too. */
+async function* chunksOf(first: UploadRequest, rest: AsyncIterator<UploadRequest>): AsyncGenerator<UploadChunk> {
+  if (first.data !== undefined || first.finishWrite) {
+    yield chunkOf(first);
+  }
+  for (;;) {
+    const next = await rest.next();
+    if (next.done) return;
+    if (next.value.spec !== undefined) {
+      throw invalidArgument("spec was sent again after the first message: send it in the first message only");
+    }
+    yield chunkOf(next.value);
+  }
+}
+
+function chunkOf(message: UploadRequest): UploadChunk {
+  return {
+    writeOffset: numberFromInt64(message.writeOffset, "write_offset"),
+    data: message.data?.content ?? new Uint8Array(0),
+    crc32c: message.data?.crc32c,
+    finishWrite: message.finishWrite,
+  };
+}

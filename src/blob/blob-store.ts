@@ -1,0 +1,56 @@
+import type { Readable } from "node:stream";
+
+/**
+ * Identity of one stored blob. Every upload gets a fresh version id, so a
+ * blob is written once and never overwritten; bucket, key and version id
+ * together let a scan of the blob store rebuild the metadata index.
+ */
+export interface BlobRef {
+  readonly bucket: string;
+  readonly key: string;
+  readonly versionId: string;
+}
+
+/** Metadata stored with the blob itself, so the index can be rebuilt. */
+export interface BlobHeaders {
+  readonly contentType: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Hex SHA-256 of the content. */
+  readonly sha256: string;
+  readonly size: number;
+}
+
+/** A blob being written. Nothing is readable until `finish` resolves. */
+export interface BlobWriter {
+  /** Appends bytes; resolves when the store can take more (backpressure). */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Makes the blob durable with its headers. */
+  finish(headers: BlobHeaders): Promise<void>;
+  /** Drops everything written so far. Safe to call after a failure or twice. */
+  abort(): Promise<void>;
+}
+
+export interface BlobReadRange {
+  /** First byte, inclusive. */
+  readonly start: number;
+  /** Last byte, exclusive. */
+  readonly end: number;
+}
+
+/**
+ * Port for the byte store. Adapters: filesystem (embedded default).
+ * Adapters translate their own errors into StorageError and keep the
+ * original as `cause`.
+ */
+export interface BlobStore {
+  readonly kind: string;
+  /** Starts writing a new blob. The ref must not exist yet. */
+  createWriter(ref: BlobRef, signal?: AbortSignal): Promise<BlobWriter>;
+  /** Opens a byte range for reading; destroying the stream releases it. */
+  read(ref: BlobRef, range: BlobReadRange, signal?: AbortSignal): Promise<Readable>;
+  /** Removes a blob; a missing blob is not an error. */
+  delete(ref: BlobRef): Promise<void>;
+  /** Resolves when the store answers; rejects with an `unavailable` StorageError otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

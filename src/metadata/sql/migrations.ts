@@ -1,0 +1,62 @@
+import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely";
+
+/*
+ * Schema migrations, shared by PGlite and PostgreSQL. Keys use the "C"
+ * collation so that listing order is the byte order of their UTF-8, as in
+ * S3, on every server whatever its locale.
+ */
+const migrations: Record<string, Migration> = {
+  "0001_objects": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`create sequence object_generation_seq`.execute(db);
+
+      await sql`
+        create table buckets (
+          name text primary key,
+          created_at timestamptz not null default now()
+        )`.execute(db);
+
+      // Every version of every object. A version is live when it is the one
+      // reads see; non-live rows are kept only once buckets get versioning.
+      await sql`
+        create table objects (
+          bucket text not null references buckets (name),
+          key text collate "C" not null,
+          generation bigint not null,
+          version_id text not null,
+          live boolean not null,
+          size bigint not null,
+          content_type text not null,
+          storage_class text not null,
+          metadata jsonb not null,
+          tags jsonb not null,
+          sha256 text not null,
+          crc32c bigint not null,
+          etag text not null,
+          created_at timestamptz not null,
+          last_read_at timestamptz,
+          read_count bigint not null default 0,
+          primary key (bucket, key, generation)
+        )`.execute(db);
+      await sql`create unique index objects_live_key on objects (bucket, key) where live`.execute(db);
+
+      // Blobs that no object refers to any more. A sweeper deletes them
+      // after a grace period, so downloads already in flight can finish.
+      await sql`
+        create table blob_deletions (
+          id bigserial primary key,
+          bucket text not null,
+          key text collate "C" not null,
+          version_id text not null,
+          enqueued_at timestamptz not null default now()
+        )`.execute(db);
+      await sql`create index blob_deletions_enqueued_at on blob_deletions (enqueued_at)`.execute(db);
+    },
+  },
+};
+
+export const migrationProvider: MigrationProvider = {
+  async getMigrations() {
+    return migrations;
+  },
+};

@@ -1,0 +1,45 @@
+import type { ColumnType, Generated } from "kysely";
+
+/** int8 columns: PGlite returns bigint, node-postgres a string. */
+type Int8 = ColumnType<bigint | string | number, number | bigint, number | bigint>;
+/** An int8 column with a default. */
+type GeneratedInt8 = ColumnType<bigint | string | number, number | bigint | undefined, number | bigint>;
+type Json = ColumnType<Record<string, string>, string, string>;
+
+export interface BucketsTable {
+  name: string;
+  created_at: ColumnType<Date, Date | undefined, never>;
+}
+
+export interface ObjectsTable {
+  bucket: string;
+  key: string;
+  generation: Int8;
+  version_id: string;
+  live: boolean;
+  size: Int8;
+  content_type: string;
+  storage_class: string;
+  metadata: Json;
+  tags: Json;
+  sha256: string;
+  crc32c: Int8;
+  etag: string;
+  created_at: ColumnType<Date, Date, never>;
+  last_read_at: ColumnType<Date | null, never, Date>;
+  read_count: GeneratedInt8;
+}
+
+export interface BlobDeletionsTable {
+  id: GeneratedInt8;
+  bucket: string;
+  key: string;
+  version_id: string;
+  enqueued_at: Generated<Date>;
+}
+
+export interface Database {
+  buckets: BucketsTable;
+  objects: ObjectsTable;
+  blob_deletions: BlobDeletionsTable;
+}

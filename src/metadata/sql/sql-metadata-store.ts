@@ -1,0 +1,270 @@
+/*
+ * MetadataStore on Kysely. The same queries run on PGlite (embedded
+ * default) and PostgreSQL; only the dialect differs.
+ */
+import { Migrator, sql, type Kysely, type Selectable, type Transaction } from "kysely";
+
+import { StorageError, notFound } from "../../service/errors.js";
+import type {
+  BlobDeletion,
+  BucketRecord,
+  BucketStats,
+  ListObjectsQuery,
+  MetadataStore,
+  NewObject,
+  ObjectRead,
+  ObjectRecord,
+  StorageClassName,
+} from "../metadata-store.js";
+import { migrationProvider } from "./migrations.js";
+import type { Database, ObjectsTable } from "./schema.js";
+
+export class SqlMetadataStore implements MetadataStore {
+  constructor(
+    readonly kind: string,
+    private readonly db: Kysely<Database>,
+    private readonly onClose: () => Promise<void> = async () => {},
+  ) {}
+
+  /** Applies pending migrations; call once before first use. */
+  async migrate(): Promise<void> {
+    const migrator = new Migrator({ db: this.db, provider: migrationProvider });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) {
+      const failed = results?.find((result) => result.status === "Error")?.migrationName ?? "unknown";
+      throw new StorageError("internal", `database migration ${failed} failed: ${String((error as Error).message ?? error)}`, { cause: error });
+    }
+  }
+
+  async ensureBuckets(names: readonly string[]): Promise<void> {
+    if (names.length === 0) return;
+    await this.run(() =>
+      this.db
+        .insertInto("buckets")
+        .values(names.map((name) => ({ name })))
+        .onConflict((conflict) => conflict.column("name").doNothing())
+        .execute(),
+    );
+  }
+
+  async listBuckets(): Promise<BucketRecord[]> {
+    const rows = await this.run(() => this.db.selectFrom("buckets").selectAll().orderBy("name").execute());
+    return rows.map((row) => ({ name: row.name, createdAt: row.created_at }));
+  }
+
+  async getBucket(name: string): Promise<BucketRecord | undefined> {
+    const row = await this.run(() => this.db.selectFrom("buckets").selectAll().where("name", "=", name).executeTakeFirst());
+    return row && { name: row.name, createdAt: row.created_at };
+  }
+
+  async getBucketStats(name: string): Promise<BucketStats> {
+    const row = await this.run(() =>
+      this.db
+        .selectFrom("objects")
+        .select([sql<string>`count(*)`.as("count"), sql<string | null>`sum(size)`.as("bytes")])
+        .where("bucket", "=", name)
+        .where("live", "=", true)
+        .executeTakeFirstOrThrow(),
+    );
+    return { objectCount: Number(row.count), totalBytes: Number(row.bytes ?? 0) };
+  }
+
+  async getObject(bucket: string, key: string, generation = 0): Promise<ObjectRecord | undefined> {
+    let query = this.db.selectFrom("objects").selectAll().where("bucket", "=", bucket).where("key", "=", key);
+    query = generation === 0 ? query.where("live", "=", true) : query.where("generation", "=", generation);
+    const row = await this.run(() => query.executeTakeFirst());
+    return row && objectFromRow(row);
+  }
+
+  async listObjects(q: ListObjectsQuery): Promise<ObjectRecord[]> {
+    let query = this.db
+      .selectFrom("objects")
+      .selectAll()
+      .where("bucket", "=", q.bucket)
+      .where("live", "=", true)
+      .where("key", ">=", q.startAt);
+    if (q.endBefore !== undefined) {
+      query = query.where("key", "<", q.endBefore);
+    }
+    const rows = await this.run(() => query.orderBy("key").limit(q.limit).execute());
+    return rows.map(objectFromRow);
+  }
+
+  async commitObject(object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
+    return this.run(() =>
+      this.db.transaction().execute(async (trx) => {
+        const current = await lockLiveObject(trx, object.bucket, object.key);
+        checkGeneration(object.bucket, object.key, current, ifGenerationMatch);
+
+        if (current) {
+          await removeVersion(trx, current);
+        }
+
+        const row = await trx
+          .insertInto("objects")
+          .values({
+            bucket: object.bucket,
+            key: object.key,
+            generation: sql<number>`nextval('object_generation_seq')`,
+            version_id: object.versionId,
+            live: true,
+            size: object.size,
+            content_type: object.contentType,
+            storage_class: object.storageClass,
+            metadata: JSON.stringify(object.metadata),
+            tags: JSON.stringify(object.tags),
+            sha256: object.sha256,
+            crc32c: object.crc32c,
+            etag: object.etag,
+            created_at: sql<Date>`now()`,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return objectFromRow(row);
+      }),
+    );
+  }
+
+  async deleteObject(bucket: string, key: string, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
+    return this.run(() =>
+      this.db.transaction().execute(async (trx) => {
+        const current = await lockLiveObject(trx, bucket, key);
+        if (!current) {
+          throw notFound(`object ${bucket}/${key} not found: check the key with ListObjects`);
+        }
+        checkGeneration(bucket, key, current, ifGenerationMatch);
+        await removeVersion(trx, current);
+        return objectFromRow(current);
+      }),
+    );
+  }
+
+  async listBlobDeletions(olderThan: Date, limit: number): Promise<BlobDeletion[]> {
+    const rows = await this.run(() =>
+      this.db.selectFrom("blob_deletions").selectAll().where("enqueued_at", "<", olderThan).orderBy("id").limit(limit).execute(),
+    );
+    return rows.map((row) => ({ id: Number(row.id), bucket: row.bucket, key: row.key, versionId: row.version_id }));
+  }
+
+  async removeBlobDeletions(ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.run(() => this.db.deleteFrom("blob_deletions").where("id", "in", [...ids]).execute());
+  }
+
+  async recordReads(reads: readonly ObjectRead[]): Promise<void> {
+    for (const read of reads) {
+      await this.run(() =>
+        this.db
+          .updateTable("objects")
+          .set({
+            read_count: sql<number>`read_count + ${read.count}`,
+            last_read_at: sql<Date>`greatest(coalesce(last_read_at, ${read.lastReadAt}), ${read.lastReadAt})`,
+          })
+          .where("bucket", "=", read.bucket)
+          .where("key", "=", read.key)
+          .where("generation", "=", read.generation)
+          .execute(),
+      );
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.run(() => sql`select 1`.execute(this.db));
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+    await this.onClose();
+  }
+
+  /** Runs a query and turns database errors into StorageError. */
+  private async run<T>(query: () => Promise<T>): Promise<T> {
+    try {
+      return await query();
+    } catch (err) {
+      throw translateDatabaseError(err);
+    }
+  }
+}
+
+async function lockLiveObject(trx: Transaction<Database>, bucket: string, key: string): Promise<Selectable<ObjectsTable> | undefined> {
+  const bucketRow = await trx.selectFrom("buckets").select("name").where("name", "=", bucket).executeTakeFirst();
+  if (!bucketRow) {
+    throw notFound(`bucket ${JSON.stringify(bucket)} not found: list buckets with ListBuckets`);
+  }
+  return trx
+    .selectFrom("objects")
+    .selectAll()
+    .where("bucket", "=", bucket)
+    .where("key", "=", key)
+    .where("live", "=", true)
+    .forUpdate()
+    .executeTakeFirst();
+}
+
+function checkGeneration(
+  bucket: string,
+  key: string,
+  current: Selectable<ObjectsTable> | undefined,
+  ifGenerationMatch: number | undefined,
+): void {
+  if (ifGenerationMatch === undefined) return;
+  const actual = current ? Number(current.generation) : 0;
+  if (actual !== ifGenerationMatch) {
+    const state = current ? `its live generation is ${actual}` : "it does not exist";
+    throw new StorageError(
+      "failed_precondition",
+      `precondition failed for ${bucket}/${key}: if_generation_match is ${ifGenerationMatch} but ${state}; read the object again and retry`,
+    );
+  }
+}
+
+/** Drops a version row and queues its blob, in the caller's transaction. */
+async function removeVersion(trx: Transaction<Database>, row: Selectable<ObjectsTable>): Promise<void> {
+  await trx
+    .deleteFrom("objects")
+    .where("bucket", "=", row.bucket)
+    .where("key", "=", row.key)
+    .where("generation", "=", Number(row.generation))
+    .execute();
+  await trx.insertInto("blob_deletions").values({ bucket: row.bucket, key: row.key, version_id: row.version_id }).execute();
+}
+
+function objectFromRow(row: Selectable<ObjectsTable>): ObjectRecord {
+  return {
+    bucket: row.bucket,
+    key: row.key,
+    generation: Number(row.generation),
+    versionId: row.version_id,
+    size: Number(row.size),
+    contentType: row.content_type,
+    storageClass: row.storage_class as StorageClassName,
+    metadata: row.metadata,
+    tags: row.tags,
+    sha256: row.sha256,
+    crc32c: Number(row.crc32c),
+    etag: row.etag,
+    createdAt: row.created_at,
+    lastReadAt: row.last_read_at,
+    readCount: Number(row.read_count),
+  };
+}
+
+function translateDatabaseError(err: unknown): unknown {
+  if (err instanceof StorageError) return err;
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (code === "23505") {
+    return new StorageError("aborted", "another write to the same object committed first: retry the request", { cause: err });
+  }
+  if (code === "23503") {
+    return new StorageError("not_found", "bucket not found: list buckets with ListBuckets", { cause: err });
+  }
+  if (code === "57014") {
+    return new StorageError("unavailable", "metadata query timed out: retry later", { cause: err });
+  }
+  const message = (err as Error | undefined)?.message ?? String(err);
+  if (typeof code === "string" && /^(08|53|57P)/.test(code)) {
+    return new StorageError("unavailable", `metadata database is unavailable: ${message}`, { cause: err });
+  }
+  return new StorageError("internal", `metadata query failed: ${message}`, { cause: err });
+}

@@ -1,0 +1,13 @@
+import type { BucketRecord, MetadataStore } from "../metadata/metadata-store.js";
+import { notFound } from "./errors.js";
+import { validateBucketName } from "./names.js";
+
+/** Returns a bucket, or throws NOT_FOUND naming it. */
+export async function requireBucket(metadata: MetadataStore, name: string): Promise<BucketRecord> {
+  validateBucketName(name);
+  const bucket = await metadata.getBucket(name);
+  if (!bucket) {
+    throw notFound(`bucket ${JSON.stringify(name)} not found: list buckets with ListBuckets`);
+  }
+  return bucket;
+}

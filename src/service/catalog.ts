@@ -1,0 +1,183 @@
+import type { BucketRecord, BucketStats, MetadataStore, ObjectRecord } from "../metadata/metadata-store.js";
+import type { BlobSweeper } from "./blob-sweeper.js";
+import { requireBucket } from "./buckets.js";
+import { invalidArgument, notFound } from "./errors.js";
+import type { Limits } from "./limits.js";
+import { validateKey } from "./names.js";
+
+export interface ListObjectsRequestSpec {
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly delimiter: string;
+  /** 0 means the maximum. */
+  readonly pageSize: number;
+  readonly pageToken: string;
+}
+
+export interface ObjectPage {
+  readonly objects: ObjectRecord[];
+  readonly prefixes: string[];
+  /** Empty on the last page. */
+  readonly nextPageToken: string;
+}
+
+/** Where the next page starts; encoded into the opaque page token. */
+interface PageCursor {
+  /** Inclusive lower bound on the next key. */
+  readonly startAt: string;
+  readonly prefix: string;
+  readonly delimiter: string;
+}
+
+/** Reads and deletes object metadata: stat, list, delete and buckets. */
+export class CatalogService {
+  constructor(
+    private readonly metadata: MetadataStore,
+    private readonly sweeper: BlobSweeper,
+    private readonly limits: Limits,
+  ) {}
+
+  async listBuckets(): Promise<BucketRecord[]> {
+    return this.metadata.listBuckets();
+  }
+
+  async getBucket(name: string): Promise<BucketRecord & BucketStats> {
+    const bucket = await requireBucket(this.metadata, name);
+    const stats = await this.metadata.getBucketStats(name);
+    return { ...bucket, ...stats };
+  }
+
+  async getObject(bucket: string, key: string, generation: number): Promise<ObjectRecord> {
+    validateKey(key);
+    await requireBucket(this.metadata, bucket);
+    const object = await this.metadata.getObject(bucket, key, generation);
+    if (!object) {
+      const which = generation === 0 ? "" : ` generation ${generation}`;
+      throw notFound(`object ${bucket}/${key}${which} not found: check the key with ListObjects`);
+    }
+    return object;
+  }
+
+  async deleteObject(bucket: string, key: string, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
+    validateKey(key);
+    await requireBucket(this.metadata, bucket);
+    const deleted = await this.metadata.deleteObject(bucket, key, ifGenerationMatch);
+    return deleted;
+  }
+
+  /**
+   * Lists live objects in byte order of their keys. With a delimiter, keys
+   * that contain it after the prefix are rolled up into one common prefix
+   * each, and objects and prefixes together count toward the page size.
+   */
+  async listObjects(request: ListObjectsRequestSpec): Promise<ObjectPage> {
+    await requireBucket(this.metadata, request.bucket);
+    const pageSize = this.pageSizeOf(request.pageSize);
+    const cursor = request.pageToken === "" ? undefined : decodePageToken(request.pageToken, request);
+    const endBefore = request.prefix === "" ? undefined : successorOfPrefix(request.prefix);
+
+    const objects: ObjectRecord[] = [];
+    const prefixes: string[] = [];
+    let startAt = cursor?.startAt ?? request.prefix;
+
+    for (;;) {
+      const want = pageSize - objects.length - prefixes.length;
+      // One row more than needed shows whether another page follows.
+      const rows = await this.metadata.listObjects({ bucket: request.bucket, startAt, endBefore, limit: want + 1 });
+
+      let jumped = false;
+      for (const row of rows) {
+        if (objects.length + prefixes.length === pageSize) {
+          return { objects, prefixes, nextPageToken: encodePageToken({ startAt: row.key, prefix: request.prefix, delimiter: request.delimiter }) };
+        }
+
+        const commonPrefix = commonPrefixOf(row.key, request.prefix, request.delimiter);
+        if (commonPrefix === undefined) {
+          objects.push(row);
+          startAt = `${row.key}\u0000`;
+          continue;
+        }
+
+        prefixes.push(commonPrefix);
+        const next = successorOfPrefix(commonPrefix);
+        if (next === undefined) {
+          return { objects, prefixes, nextPageToken: "" };
+        }
+        // Skip every other key under this prefix with a new query.
+        startAt = next;
+        jumped = true;
+        break;
+      }
+
+      if (!jumped && rows.length <= want) {
+        return { objects, prefixes, nextPageToken: "" };
+      }
+      if (objects.length + prefixes.length === pageSize) {
+        // The page is full; a query from startAt tells whether more follow.
+        const more = await this.metadata.listObjects({ bucket: request.bucket, startAt, endBefore, limit: 1 });
+        const nextPageToken = more.length === 0 ? "" : encodePageToken({ startAt, prefix: request.prefix, delimiter: request.delimiter });
+        return { objects, prefixes, nextPageToken };
+      }
+    }
+  }
+
+  private pageSizeOf(pageSize: number): number {
+    if (pageSize === 0) return this.limits.maxListPageSize;
+    if (!Number.isInteger(pageSize) || pageSize < 0 || pageSize > this.limits.maxListPageSize) {
+      throw invalidArgument(`page_size ${pageSize} is invalid: give 1 to ${this.limits.maxListPageSize}, or 0 for ${this.limits.maxListPageSize}`);
+    }
+    return pageSize;
+  }
+
+  /** Lets tests and shutdown run the sweeper now. */
+  sweepNow(): Promise<number> {
+    return this.sweeper.sweep();
+  }
+}
+
+/** Returns the rolled-up prefix of a key, or undefined when it has none. */
+function commonPrefixOf(key: string, prefix: string, delimiter: string): string | undefined {
+  if (delimiter === "") return undefined;
+  const at = key.indexOf(delimiter, prefix.length);
+  return at === -1 ? undefined : key.slice(0, at + delimiter.length);
+}
+
+/**
+ * Returns the smallest string greater than every string that starts with
+ * `prefix`, in UTF-8 byte order: the prefix with its last code point
+ * raised by one. UTF-8 keeps code point order, so this holds for bytes too.
+ */
+export function successorOfPrefix(prefix: string): string | undefined {
+  const codePoints = [...prefix];
+  while (codePoints.length > 0) {
+    const last = codePoints.pop()!.codePointAt(0)!;
+    let next = last + 1;
+    // Surrogate code points cannot appear in well-formed strings.
+    if (next >= 0xd800 && next <= 0xdfff) next = 0xe000;
+    if (next <= 0x10ffff) {
+      return codePoints.join("") + String.fromCodePoint(next);
+    }
+  }
+  return undefined;
+}
+
+function encodePageToken(cursor: PageCursor): string {
+  return Buffer.from(JSON.stringify({ s: cursor.startAt, p: cursor.prefix, d: cursor.delimiter }), "utf8").toString("base64url");
+}
+
+function decodePageToken(token: string, request: ListObjectsRequestSpec): PageCursor {
+  let cursor: PageCursor;
+  try {
+    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { s?: unknown; p?: unknown; d?: unknown };
+    if (typeof parsed.s !== "string" || typeof parsed.p !== "string" || typeof parsed.d !== "string") {
+      throw new Error("missing fields");
+    }
+    cursor = { startAt: parsed.s, prefix: parsed.p, delimiter: parsed.d };
+  } catch {
+    throw invalidArgument(`page_token ${JSON.stringify(token)} is invalid: pass next_page_token from the previous response unchanged`);
+  }
+  if (cursor.prefix !== request.prefix || cursor.delimiter !== request.delimiter) {
+    throw invalidArgument("page_token belongs to a listing with another prefix or delimiter: repeat the prefix and delimiter of the first request");
+  }
+  return cursor;
+}

@@ -1,0 +1,118 @@
+import type { Readable } from "node:stream";
+
+import type { BlobStore } from "../blob/blob-store.js";
+import type { MetadataStore, ObjectRecord } from "../metadata/metadata-store.js";
+import { ObjectHasher } from "./checksum.js";
+import { StorageError, invalidArgument, notFound } from "./errors.js";
+import type { Limits } from "./limits.js";
+import { validateBucketName, validateKey } from "./names.js";
+import type { ReadCounter } from "./read-counter.js";
+
+export interface DownloadRequestSpec {
+  readonly bucket: string;
+  readonly key: string;
+  /** 0 reads the live generation. */
+  readonly generation: number;
+  /** Negative counts from the end. */
+  readonly readOffset: number;
+  /** 0 reads to the end. */
+  readonly readLimit: number;
+}
+
+export interface OpenedDownload {
+  readonly object: ObjectRecord;
+  /** [start, end) of the object. */
+  readonly start: number;
+  readonly end: number;
+  /** Content chunks of at most the download chunk size. */
+  readonly chunks: AsyncIterable<Uint8Array>;
+}
+
+export class DownloadService {
+  constructor(
+    private readonly metadata: MetadataStore,
+    private readonly blobs: BlobStore,
+    private readonly limits: Limits,
+    private readonly reads: ReadCounter,
+  ) {}
+
+  /**
+   * Resolves the object and the range, and returns the content as a lazy
+   * stream: the blob is opened when the first chunk is pulled and closed as
+   * soon as the consumer stops.
+   */
+  async open(request: DownloadRequestSpec, signal?: AbortSignal): Promise<OpenedDownload> {
+    validateBucketName(request.bucket);
+    validateKey(request.key);
+    if (!Number.isSafeInteger(request.generation) || request.generation < 0) {
+      throw invalidArgument(`generation ${request.generation} is invalid: give 0 for the live version or a positive generation`);
+    }
+
+    const object = await this.metadata.getObject(request.bucket, request.key, request.generation);
+    if (!object) {
+      const which = request.generation === 0 ? "" : ` generation ${request.generation}`;
+      throw notFound(`object ${request.bucket}/${request.key}${which} not found: check the key with ListObjects`);
+    }
+
+    const { start, end } = resolveRange(object.size, request.readOffset, request.readLimit);
+    const wholeObject = start === 0 && end === object.size;
+    this.reads.record(object);
+
+    return { object, start, end, chunks: this.stream(object, start, end, wholeObject, signal) };
+  }
+
+  private async *stream(object: ObjectRecord, start: number, end: number, verify: boolean, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+    if (end <= start) return;
+
+    const source: Readable = await this.blobs.read(object, { start, end }, signal);
+    const hasher = verify ? new ObjectHasher() : undefined;
+    const chunkBytes = this.limits.downloadChunkBytes;
+    let sent = 0;
+    try {
+      for await (const piece of source as AsyncIterable<Buffer>) {
+        hasher?.update(piece);
+        for (let offset = 0; offset < piece.length; offset += chunkBytes) {
+          const chunk = piece.subarray(offset, offset + chunkBytes);
+          sent += chunk.length;
+          yield chunk;
+        }
+      }
+    } finally {
+      source.destroy();
+    }
+
+    if (sent !== end - start) {
+      throw new StorageError("data_loss", `stored blob of ${object.bucket}/${object.key} ended after ${sent} of ${end - start} bytes: restore it from a backup`);
+    }
+    if (hasher && hasher.digest().sha256 !== object.sha256) {
+      throw new StorageError("data_loss", `stored blob of ${object.bucket}/${object.key} does not match its sha256: restore it from a backup`);
+    }
+  }
+}
+
+/**
+ * Turns a read offset and limit into [start, end). A plain read (offset 0,
+ * limit 0) of any object is valid, even an empty one; any other read must
+ * start inside the object.
+ */
+export function resolveRange(size: number, readOffset: number, readLimit: number): { start: number; end: number } {
+  if (!Number.isSafeInteger(readLimit) || readLimit < 0) {
+    throw invalidArgument(`read_limit ${readLimit} is invalid: give 0 to read to the end or a positive byte count`);
+  }
+  if (!Number.isSafeInteger(readOffset)) {
+    throw invalidArgument(`read_offset ${readOffset} is invalid`);
+  }
+  if (readOffset === 0 && readLimit === 0) {
+    return { start: 0, end: size };
+  }
+
+  const start = readOffset < 0 ? Math.max(0, size + readOffset) : readOffset;
+  if (start >= size) {
+    throw new StorageError(
+      "out_of_range",
+      `read_offset ${readOffset} is past the end of the object, which has ${size} bytes: read from an offset below ${size}`,
+    );
+  }
+  const end = readLimit === 0 ? size : Math.min(size, start + readLimit);
+  return { start, end };
+}
