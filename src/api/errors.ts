@@ -23,14 +23,17 @@ const codeOfKind: Record<StorageErrorKind, Code> = {
  * original stays as `cause` for the log.
  */
 export function toConnectError(err: unknown, signal?: AbortSignal): ConnectError {
-  // Once the client has gone, whatever failed afterwards is a consequence
-  // of the cancellation, not a server fault.
+  if (err instanceof StorageError && err.kind !== "internal") {
+    return new ConnectError(err.message, codeOfKind[err.kind], undefined, undefined, err);
+  }
+  if (err instanceof ConnectError && err.code !== Code.Internal && err.code !== Code.Unknown) {
+    return err;
+  }
+  // Once the client has gone, a failure without a specific code is a
+  // consequence of the cancellation, not a server fault.
   if (signal?.aborted) {
     return new ConnectError("the call was cancelled by the client", Code.Canceled, undefined, undefined, err);
   }
   if (err instanceof ConnectError) return err;
-  if (err instanceof StorageError) {
-    return new ConnectError(err.message, codeOfKind[err.kind], undefined, undefined, err);
-  }
   return new ConnectError("internal error: see the server log", Code.Internal, undefined, undefined, err);
 }

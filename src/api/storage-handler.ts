@@ -7,7 +7,7 @@ import { StorageService, type DownloadResponse, type UploadRequest } from "../..
 import type { CatalogService } from "../service/catalog.js";
 import { crc32cOf } from "../service/checksum.js";
 import type { DownloadService } from "../service/download.js";
-import { invalidArgument } from "../service/errors.js";
+import { StorageError, invalidArgument } from "../service/errors.js";
 import type { Limits } from "../service/limits.js";
 import type { UploadChunk, UploadService } from "../service/upload.js";
 import type { Authorizer } from "./authorize.js";
@@ -48,7 +48,7 @@ function createStorageHandler({ uploads, downloads, catalog, authorizer, limits 
       facts.bucket = spec.bucket;
       await authorizer.authorize(ctx, "object.write", spec.bucket, spec.key);
 
-      const object = await uploads.upload(spec, chunksOf(first.value, iterator), ctx.signal);
+      const object = await uploads.upload(spec, chunksOf(first.value, iterator, ctx.signal), ctx.signal);
       facts.bytes = object.size;
       return { object: objectToProto(object) };
     },
@@ -143,13 +143,23 @@ function createStorageHandler({ uploads, downloads, catalog, authorizer, limits 
 }
 
 /** Turns the rest of an upload stream into chunks; the first message may carry data too. */
-async function* chunksOf(first: UploadRequest, rest: AsyncIterator<UploadRequest>): AsyncGenerator<UploadChunk> {
+async function* chunksOf(first: UploadRequest, rest: AsyncIterator<UploadRequest>, signal: AbortSignal): AsyncGenerator<UploadChunk> {
   if (first.data !== undefined || first.finishWrite) {
     yield chunkOf(first);
   }
   for (;;) {
     const next = await rest.next();
-    if (next.done) return;
+    if (next.done) {
+      // connect-node 2.1 ends the request stream quietly when an HTTP/2
+      // client resets it, and aborts the signal a moment later. Wait for
+      // that, so a cancelled upload is reported as cancelled rather than
+      // as a stream that lacked finish_write.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (signal.aborted) {
+        throw new StorageError("cancelled", "the upload was cancelled by the client: nothing was stored");
+      }
+      return;
+    }
     if (next.value.spec !== undefined) {
       throw invalidArgument("spec was sent again after the first message: send it in the first message only");
     }

@@ -30,7 +30,15 @@ export class ApiServer {
 
   constructor(handler: RequestHandler) {
     this.h1 = http.createServer(handler);
-    this.h2 = http2.createServer({ settings: { initialWindowSize: HTTP2_WINDOW_BYTES } }, handler);
+    this.h2 = http2.createServer(
+      {
+        settings: { initialWindowSize: HTTP2_WINDOW_BYTES },
+        // In megabytes. A client may fill the whole connection window before
+        // the server reads; the default of 10 would then reset the session.
+        maxSessionMemory: (4 * HTTP2_WINDOW_BYTES) / (1024 * 1024),
+      },
+      handler,
+    );
     this.h2.on("session", (session) => {
       session.setLocalWindowSize(HTTP2_WINDOW_BYTES);
       this.sessions.add(session);

@@ -65,6 +65,13 @@ export class DownloadService {
     if (end <= start) return;
 
     const source: Readable = await this.blobs.read(object, { start, end }, signal);
+    // A consumer that stops reading may never resume this generator (the
+    // transport waits for a drain that a cancelled stream never sends), so
+    // the blob is released on the abort signal, not only in `finally`.
+    const release = (): void => {
+      source.destroy();
+    };
+    signal?.addEventListener("abort", release, { once: true });
     const hasher = verify ? new ObjectHasher() : undefined;
     const chunkBytes = this.limits.downloadChunkBytes;
     let sent = 0;
@@ -78,6 +85,7 @@ export class DownloadService {
         }
       }
     } finally {
+      signal?.removeEventListener("abort", release);
       source.destroy();
     }
 

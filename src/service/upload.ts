@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 
 import type { BlobRef, BlobStore, BlobWriter } from "../blob/blob-store.js";
 import type { MetadataStore, ObjectRecord, StorageClassName } from "../metadata/metadata-store.js";
+import { abortable } from "./abortable.js";
 import { ObjectHasher, crc32cOf, etagOf } from "./checksum.js";
 import { StorageError, invalidArgument } from "./errors.js";
 import type { Limits } from "./limits.js";
@@ -54,7 +55,7 @@ export class UploadService {
     const ref: BlobRef = { bucket: spec.bucket, key: spec.key, versionId: randomUUID() };
     const writer = await this.blobs.createWriter(ref, signal);
     try {
-      const hasher = await this.receive(spec, chunks, writer);
+      const hasher = await this.receive(spec, abortable(chunks, signal, "upload"), writer);
       const { sha256, crc32c } = hasher.digest();
       verifyChecksums(spec, sha256, crc32c);
 
