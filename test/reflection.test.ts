@@ -29,9 +29,10 @@ import * as v1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { HealthStatus, registerHealth } from "../src/api/health.js";
 import { registerReflection } from "../src/api/reflection.js";
+import { findGrpcurl, requireTool } from "./support/tools.js";
 
 const execFileAsync = promisify(execFile);
-const GRPCURL = "/root/go/bin/grpcurl";
+const grpcurl = requireTool("grpcurl", await findGrpcurl());
 const BUF = new URL("../node_modules/.bin/buf", import.meta.url).pathname;
 
 /** Builds a DescFile from a descriptor, resolving its imports against `imports`. */
@@ -463,7 +464,8 @@ describe("server reflection", () => {
     expect(responses[1]?.messageResponse.case).toBe("errorResponse");
   });
 
-  it.skipIf(!existsSync(GRPCURL))("grpcurl lists and describes", async () => {
+  it.skipIf(grpcurl.skip)("grpcurl lists and describes", async () => {
+    const GRPCURL = grpcurl.path();
     const target = `127.0.0.1:${server.port}`;
 
     const list = await execFileAsync(GRPCURL, ["-plaintext", target, "list"], { timeout: 30_000 });

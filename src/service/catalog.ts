@@ -78,47 +78,35 @@ export class CatalogService {
 
     const objects: ObjectRecord[] = [];
     const prefixes: string[] = [];
-    let startAt = cursor?.startAt ?? request.prefix;
+    let lastPrefix: string | undefined;
+    let startAt: string | undefined = cursor?.startAt ?? request.prefix;
+    const batchSize = pageSize + 1;
 
-    for (;;) {
-      const want = pageSize - objects.length - prefixes.length;
-      // One row more than needed shows whether another page follows.
-      const rows = await this.metadata.listObjects({ bucket: request.bucket, startAt, endBefore, limit: want + 1 });
+    while (startAt !== undefined) {
+      const rows = await this.metadata.listObjects({ bucket: request.bucket, startAt, endBefore, limit: batchSize });
 
-      let jumped = false;
       for (const row of rows) {
+        if (lastPrefix !== undefined && row.key.startsWith(lastPrefix)) continue;
         if (objects.length + prefixes.length === pageSize) {
-          return { objects, prefixes, nextPageToken: encodePageToken({ startAt: row.key, prefix: request.prefix, delimiter: request.delimiter }) };
+          const nextPageToken = encodePageToken({ startAt: row.key, prefix: request.prefix, delimiter: request.delimiter });
+          return { objects, prefixes, nextPageToken };
         }
 
         const commonPrefix = commonPrefixOf(row.key, request.prefix, request.delimiter);
         if (commonPrefix === undefined) {
           objects.push(row);
           startAt = `${row.key}\u0000`;
-          continue;
+        } else {
+          prefixes.push(commonPrefix);
+          lastPrefix = commonPrefix;
+          // The next query skips every other key under this prefix.
+          startAt = successorOfPrefix(commonPrefix);
         }
-
-        prefixes.push(commonPrefix);
-        const next = successorOfPrefix(commonPrefix);
-        if (next === undefined) {
-          return { objects, prefixes, nextPageToken: "" };
-        }
-        // Skip every other key under this prefix with a new query.
-        startAt = next;
-        jumped = true;
-        break;
       }
 
-      if (!jumped && rows.length <= want) {
-        return { objects, prefixes, nextPageToken: "" };
-      }
-      if (objects.length + prefixes.length === pageSize) {
-        // The page is full; a query from startAt tells whether more follow.
-        const more = await this.metadata.listObjects({ bucket: request.bucket, startAt, endBefore, limit: 1 });
-        const nextPageToken = more.length === 0 ? "" : encodePageToken({ startAt, prefix: request.prefix, delimiter: request.delimiter });
-        return { objects, prefixes, nextPageToken };
-      }
+      if (rows.length < batchSize) break;
     }
+    return { objects, prefixes, nextPageToken: "" };
   }
 
   private pageSizeOf(pageSize: number): number {

@@ -1,0 +1,136 @@
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { startTestEngram, type TestEngram } from "./support/engram.js";
+import { MiB, random } from "./support/objects.js";
+
+const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built `engram` command against the test server. */
+function engramCli(args: string[], cwd: string): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ENGRAM_URL: engram.url }, timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+let engram: TestEngram;
+let work: string;
+
+beforeAll(async () => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
+  engram = await startTestEngram();
+  work = await mkdtemp(join(tmpdir(), "engram-cli-"));
+});
+
+afterAll(async () => {
+  await engram.destroy();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("engram command", () => {
+  it("put then get returns the same file", async () => {
+    const content = random(9 * MiB + 3);
+    const sha256 = createHash("sha256").update(content).digest("hex");
+    await writeFile(join(work, "model.safetensors"), content);
+
+    const put = await engramCli(["put", "model.safetensors", "mnemos-models/demo/model.safetensors"], work);
+    expect(put.stderr).toBe("");
+    expect(put.code).toBe(0);
+    expect(put.stdout).toContain(sha256);
+
+    const get = await engramCli(["get", "mnemos-models/demo/model.safetensors", "copy.safetensors"], work);
+    expect(get.code).toBe(0);
+    expect(get.stdout).toContain(sha256);
+    const copy = await readFile(join(work, "copy.safetensors"));
+    expect(createHash("sha256").update(copy).digest("hex")).toBe(sha256);
+  });
+
+  it("get without FILE uses the key's last segment", async () => {
+    await writeFile(join(work, "notes.txt"), "hello\n");
+    expect((await engramCli(["put", "notes.txt", "mnemos-artifacts/a/b/notes.txt"], work)).code).toBe(0);
+    const sub = await mkdtemp(join(work, "get-"));
+    const get = await engramCli(["get", "mnemos-artifacts/a/b/notes.txt"], sub);
+    expect(get.code).toBe(0);
+    expect(await readFile(join(sub, "notes.txt"), "utf8")).toBe("hello\n");
+
+    const stdout = await engramCli(["get", "mnemos-artifacts/a/b/notes.txt", "-"], work);
+    expect(stdout.stdout).toBe("hello\n");
+  });
+
+  it("ls shows prefixes and objects", async () => {
+    await writeFile(join(work, "x"), "x");
+    expect((await engramCli(["put", "x", "mnemos-logs/run/1/x"], work)).code).toBe(0);
+    expect((await engramCli(["put", "x", "mnemos-logs/run/top"], work)).code).toBe(0);
+
+    const ls = await engramCli(["ls", "mnemos-logs/run/"], work);
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toMatch(/PRE\s+run\/1\//);
+    expect(ls.stdout).toMatch(/\s1\s+\S+\s+run\/top\n/);
+
+    const recursive = await engramCli(["ls", "-r", "mnemos-logs"], work);
+    expect(recursive.stdout).toContain("run/1/x");
+  });
+
+  it("stat prints metadata with hex sha256", async () => {
+    await writeFile(join(work, "s"), "stat me");
+    expect((await engramCli(["put", "--content-type", "text/plain", "s", "mnemos-logs/stat/s"], work)).code).toBe(0);
+    const stat = await engramCli(["stat", "mnemos-logs/stat/s"], work);
+    expect(stat.code).toBe(0);
+    const json = JSON.parse(stat.stdout) as { size: string; contentType: string; checksums: { sha256: string } };
+    expect(json.size).toBe("7");
+    expect(json.contentType).toBe("text/plain");
+    expect(json.checksums.sha256).toBe(createHash("sha256").update("stat me").digest("hex"));
+  });
+
+  it("rm deletes and a second rm is NOT_FOUND", async () => {
+    await writeFile(join(work, "r"), "r");
+    expect((await engramCli(["put", "r", "mnemos-logs/rm/r"], work)).code).toBe(0);
+    expect((await engramCli(["rm", "mnemos-logs/rm/r"], work)).code).toBe(0);
+
+    const again = await engramCli(["rm", "mnemos-logs/rm/r"], work);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain("not found");
+    expect(again.stderr).toContain("NotFound");
+  });
+
+  it("failed get leaves no file", async () => {
+    const get = await engramCli(["get", "mnemos-logs/missing", "missing.out"], work);
+    expect(get.code).toBe(1);
+    expect(existsSync(join(work, "missing.out"))).toBe(false);
+    expect(existsSync(join(work, "missing.out.engram-partial"))).toBe(false);
+  });
+
+  it("bad arguments print usage with exit 2", async () => {
+    const noKey = await engramCli(["put", "x", "mnemos-logs"], work);
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toContain("BUCKET/KEY");
+
+    const unknown = await engramCli(["frobnicate"], work);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("Usage:");
+  });
+
+  it("buckets and health answer", async () => {
+    const buckets = await engramCli(["buckets"], work);
+    expect(buckets.stdout.split("\n")).toContain("mnemos-models");
+    const health = await engramCli(["health"], work);
+    expect(health.code).toBe(0);
+    expect(health.stdout.trim()).toBe("SERVING");
+  });
+});
