@@ -22,6 +22,7 @@ import type { Config } from "./config.js";
 import type { MetadataStore } from "./metadata/metadata-store.js";
 import { openPGliteMetadataStore } from "./metadata/pglite/open-pglite.js";
 import { ApiServer, type RequestHandler } from "./server/api-server.js";
+import { withGrpcMessageEncoding } from "./server/grpc-message.js";
 import { BlobSweeper } from "./service/blob-sweeper.js";
 import { CatalogService } from "./service/catalog.js";
 import { DownloadService } from "./service/download.js";
@@ -104,7 +105,7 @@ export async function startEngram(config: Config, options: StartOptions): Promis
     acceptCompression: [],
     interceptors: [callLogInterceptor(log)],
   });
-  const handler = withCors(connectHandler, config.corsOrigins);
+  const handler = withCors(withGrpcMessageEncoding(connectHandler), config.corsOrigins);
 
   const server = new ApiServer(handler);
   const address = await server.listen(config.port, config.host);

@@ -6,7 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { Writable } from "node:stream";
+
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { run } from "../src/cli/run.js";
 
 import { startTestEngram, type TestEngram } from "./support/engram.js";
 import { MiB, random } from "./support/objects.js";
@@ -27,6 +31,25 @@ function engramCli(args: string[], cwd: string): Promise<Run> {
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** Runs a command in this process, as main.ts does, with captured output. */
+async function engramInProcess(args: string[]): Promise<Run> {
+  let stdout = "";
+  let stderr = "";
+  const capture = (append: (text: string) => void) =>
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        append(chunk.toString("utf8"));
+        done();
+      },
+    });
+  const code = await run(args, {
+    stdout: capture((text) => (stdout += text)),
+    stderr: capture((text) => (stderr += text)),
+    env: { ENGRAM_URL: engram.url },
+  });
+  return { code, stdout, stderr };
 }
 
 let engram: TestEngram;
@@ -75,22 +98,22 @@ describe("engram command", () => {
 
   it("ls shows prefixes and objects", async () => {
     await writeFile(join(work, "x"), "x");
-    expect((await engramCli(["put", "x", "mnemos-logs/run/1/x"], work)).code).toBe(0);
-    expect((await engramCli(["put", "x", "mnemos-logs/run/top"], work)).code).toBe(0);
+    expect((await engramInProcess(["put", join(work, "x"), "mnemos-logs/run/1/x"])).code).toBe(0);
+    expect((await engramInProcess(["put", join(work, "x"), "mnemos-logs/run/top"])).code).toBe(0);
 
-    const ls = await engramCli(["ls", "mnemos-logs/run/"], work);
+    const ls = await engramInProcess(["ls", "mnemos-logs/run/"]);
     expect(ls.code).toBe(0);
     expect(ls.stdout).toMatch(/PRE\s+run\/1\//);
     expect(ls.stdout).toMatch(/\s1\s+\S+\s+run\/top\n/);
 
-    const recursive = await engramCli(["ls", "-r", "mnemos-logs"], work);
+    const recursive = await engramInProcess(["ls", "-r", "mnemos-logs"]);
     expect(recursive.stdout).toContain("run/1/x");
   });
 
   it("stat prints metadata with hex sha256", async () => {
     await writeFile(join(work, "s"), "stat me");
-    expect((await engramCli(["put", "--content-type", "text/plain", "s", "mnemos-logs/stat/s"], work)).code).toBe(0);
-    const stat = await engramCli(["stat", "mnemos-logs/stat/s"], work);
+    expect((await engramInProcess(["put", "--content-type", "text/plain", join(work, "s"), "mnemos-logs/stat/s"])).code).toBe(0);
+    const stat = await engramInProcess(["stat", "mnemos-logs/stat/s"]);
     expect(stat.code).toBe(0);
     const json = JSON.parse(stat.stdout) as { size: string; contentType: string; checksums: { sha256: string } };
     expect(json.size).toBe("7");
@@ -100,17 +123,17 @@ describe("engram command", () => {
 
   it("rm deletes and a second rm is NOT_FOUND", async () => {
     await writeFile(join(work, "r"), "r");
-    expect((await engramCli(["put", "r", "mnemos-logs/rm/r"], work)).code).toBe(0);
-    expect((await engramCli(["rm", "mnemos-logs/rm/r"], work)).code).toBe(0);
+    expect((await engramInProcess(["put", join(work, "r"), "mnemos-logs/rm/r"])).code).toBe(0);
+    expect((await engramInProcess(["rm", "mnemos-logs/rm/r"])).code).toBe(0);
 
-    const again = await engramCli(["rm", "mnemos-logs/rm/r"], work);
+    const again = await engramInProcess(["rm", "mnemos-logs/rm/r"]);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain("not found");
     expect(again.stderr).toContain("NotFound");
   });
 
   it("failed get leaves no file", async () => {
-    const get = await engramCli(["get", "mnemos-logs/missing", "missing.out"], work);
+    const get = await engramInProcess(["get", "mnemos-logs/missing", join(work, "missing.out")]);
     expect(get.code).toBe(1);
     expect(existsSync(join(work, "missing.out"))).toBe(false);
     expect(existsSync(join(work, "missing.out.engram-partial"))).toBe(false);
@@ -126,10 +149,31 @@ describe("engram command", () => {
     expect(unknown.stderr).toContain("Usage:");
   });
 
+  it("help prints usage", async () => {
+    const help = await engramInProcess(["--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("Usage: engram");
+
+    const nothing = await engramInProcess([]);
+    expect(nothing.code).toBe(2);
+  });
+
+  it("put of a missing file fails", async () => {
+    const put = await engramInProcess(["put", join(work, "does-not-exist"), "mnemos-logs/x"]);
+    expect(put.code).toBe(1);
+    expect(put.stderr).toContain("does-not-exist");
+  });
+
+  it("unknown option is a usage error", async () => {
+    const result = await engramInProcess(["ls", "--colour", "mnemos-logs"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("--colour");
+  });
+
   it("buckets and health answer", async () => {
-    const buckets = await engramCli(["buckets"], work);
+    const buckets = await engramInProcess(["buckets"]);
     expect(buckets.stdout.split("\n")).toContain("mnemos-models");
-    const health = await engramCli(["health"], work);
+    const health = await engramInProcess(["health"]);
     expect(health.code).toBe(0);
     expect(health.stdout.trim()).toBe("SERVING");
   });

@@ -314,3 +314,12 @@ describe("buckets and limits", () => {
     expect(await engram.metadata.getObject(BUCKET, key)).toBeUndefined();
   });
 });
+
+describe("gRPC status message", () => {
+  it("non-ASCII key survives in the error message", async () => {
+    const key = "missing/世界 100%";
+    const err = await failure(() => storageClient("grpc", engram.url).getObject({ bucket: BUCKET, key }));
+    expect(err.code).toBe(Code.NotFound);
+    expect(err.rawMessage).toContain(key);
+  });
+});

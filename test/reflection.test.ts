@@ -465,16 +465,16 @@ describe("server reflection", () => {
   });
 
   it.skipIf(grpcurl.skip)("grpcurl lists and describes", async () => {
-    const GRPCURL = grpcurl.path();
+    const grpcurlPath = grpcurl.path();
     const target = `127.0.0.1:${server.port}`;
 
-    const list = await execFileAsync(GRPCURL, ["-plaintext", target, "list"], { timeout: 30_000 });
+    const list = await execFileAsync(grpcurlPath, ["-plaintext", target, "list"], { timeout: 30_000 });
     expect(list.stdout).toContain("engram.v1.StorageService");
     expect(list.stdout).toContain("grpc.health.v1.Health");
     expect(list.stdout).toContain("grpc.reflection.v1.ServerReflection");
 
     const describeOutput = await execFileAsync(
-      GRPCURL,
+      grpcurlPath,
       ["-plaintext", target, "describe", "engram.v1.StorageService"],
       { timeout: 30_000 },
     );

@@ -32,7 +32,7 @@ async function isExecutable(path: string): Promise<boolean> {
 /**
  * Finds the grpcurl binary in $ENGRAM_GRPCURL, then $PATH, then
  * $HOME/go/bin, then .ci/cache/bin in the repository. Returns undefined
- * when none of them has it.
+ * when none of them contains it.
  *
  * @throws Error when $ENGRAM_GRPCURL is set but not an executable file, so
  *   a mistyped path never falls back to another grpcurl silently.
@@ -77,19 +77,20 @@ export interface RequiredTool {
 }
 
 /**
- * Decides what tests that need `name` do when `path` is undefined: in CI
- * (with $CI set) they run and fail with the install command, elsewhere they
- * are skipped and a warning names the install command.
+ * Decides what tests that need `name` do when `path` is undefined. In CI
+ * ($CI set to anything but "" or "false") they run and fail with the
+ * install command. Elsewhere they are skipped, and a warning names the
+ * install command.
  */
 export function requireTool(name: ToolName, path: string | undefined): RequiredTool {
   const missing = `${name} not found: install it with ${INSTALL_COMMANDS[name]}`;
-  const inCi = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false";
-  if (path === undefined && !inCi) {
+  const runningInCi = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false";
+  if (path === undefined && !runningInCi) {
     console.warn(`${missing}. Skipping the tests that run ${name}.`);
   }
 
   return {
-    skip: path === undefined && !inCi,
+    skip: path === undefined && !runningInCi,
     path() {
       if (path === undefined) throw new Error(missing);
       return path;

@@ -1,0 +1,148 @@
+/*
+ * The `engram` command: runs the server, and moves files in and out of a
+ * running one. main.ts calls `run` with the process's arguments and streams.
+ */
+import { parseArgs } from "node:util";
+
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+
+import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
+import { ConfigError, readConfig } from "../config.js";
+import { startEngram } from "../engram.js";
+import { createLogger } from "../log.js";
+import { DEFAULT_URL, UsageError } from "./client.js";
+import * as commands from "./commands.js";
+
+const USAGE = `Usage: engram COMMAND [options]
+
+Commands:
+  serve                      run the server (settings from ENGRAM_* variables)
+  put FILE BUCKET/KEY        upload a file [--content-type TYPE]
+  get BUCKET/KEY [FILE]      download an object to FILE (default: the key's
+                             last segment; "-" writes to stdout)
+  ls BUCKET[/PREFIX]         list objects and prefixes [--recursive]
+  stat BUCKET/KEY            print an object's metadata as JSON
+  rm BUCKET/KEY              delete an object
+  buckets                    list buckets
+  health                     exit 0 if the server reports SERVING
+
+Options:
+  --url URL                  server to talk to (default: $ENGRAM_URL or ${DEFAULT_URL})
+  -h, --help                 print this help
+`;
+
+/** Standard streams and environment of one command run. */
+export interface CommandIo {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** Runs one command and returns its exit code: 0 done, 1 failed, 2 usage or configuration error. */
+export async function run(argv: string[], io: CommandIo): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      io.stderr.write(`engram: ${(err as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (err instanceof ConfigError) {
+      io.stderr.write(`engram: invalid configuration: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof ConnectError) {
+      io.stderr.write(`engram: ${err.rawMessage} (${Code[err.code]})\n`);
+      return 1;
+    }
+    io.stderr.write(`engram: ${(err as Error).message ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+async function dispatch(argv: string[], io: CommandIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      url: { type: "string" },
+      "content-type": { type: "string" },
+      recursive: { type: "boolean", short: "r" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const [command, ...args] = positionals;
+  if (values.help || command === undefined) {
+    io.stdout.write(USAGE);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+
+  const url = values.url ?? io.env.ENGRAM_URL ?? DEFAULT_URL;
+  const print = (line: string): void => {
+    io.stdout.write(`${line}\n`);
+  };
+
+  switch (command) {
+    case "serve":
+      return serve(io.env);
+    case "put":
+      await commands.put(url, need(args, 0, "FILE"), need(args, 1, "BUCKET/KEY"), values["content-type"], print);
+      return 0;
+    case "get":
+      await commands.get(url, need(args, 0, "BUCKET/KEY"), args[1], print, io.stdout);
+      return 0;
+    case "ls":
+      await commands.list(url, need(args, 0, "BUCKET[/PREFIX]"), print, values.recursive ?? false);
+      return 0;
+    case "stat":
+      await commands.stat(url, need(args, 0, "BUCKET/KEY"), print);
+      return 0;
+    case "rm":
+      await commands.remove(url, need(args, 0, "BUCKET/KEY"), print);
+      return 0;
+    case "buckets":
+      await commands.buckets(url, print);
+      return 0;
+    case "health":
+      return checkHealth(url, print);
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+function need(args: string[], index: number, name: string): string {
+  const value = args[index];
+  if (value === undefined) throw new UsageError(`missing argument ${name}`);
+  return value;
+}
+
+/** Runs the server until SIGTERM or SIGINT, then shuts down gracefully. */
+async function serve(env: NodeJS.ProcessEnv): Promise<number> {
+  const config = readConfig(env);
+  const log = createLogger(config.logLevel);
+  const engram = await startEngram(config, { log });
+
+  return new Promise<number>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      log.info({ signal, graceMs: config.shutdownGraceMs }, "shutting down");
+      engram.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err }, "shutdown failed");
+          resolve(1);
+        },
+      );
+    };
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+}
+
+async function checkHealth(url: string, print: (line: string) => void): Promise<number> {
+  const client = createClient(Health, createGrpcTransport({ baseUrl: url }));
+  const { status } = await client.check({ service: "" }, { timeoutMs: 5000 });
+  print(HealthCheckResponse_ServingStatus[status] ?? String(status));
+  return status === HealthCheckResponse_ServingStatus.SERVING ? 0 : 1;
+}
+
