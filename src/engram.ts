@@ -132,7 +132,7 @@ export async function startEngram(config: Config, options: StartOptions): Promis
 
 /**
  * Adds CORS headers for browser clients (Connect-Web, gRPC-Web) from the
- * allowed origins, and answers preflight requests.
+ * allowed origins, and replies to preflight requests.
  */
 function withCors(handler: RequestHandler, origins: readonly string[]): RequestHandler {
   if (origins.length === 0) return handler;

@@ -24,7 +24,7 @@ afterAll(async () => {
   await engram.destroy();
 });
 
-/** Every blob data file under the data directory, with its size. */
+/** Lists every blob data file under the data directory, with its size. */
 async function blobFiles(): Promise<{ path: string; size: number }[]> {
   const root = join(engram.dataDir, "blobs");
   const entries = await readdir(root, { recursive: true }).catch(() => [] as string[]);

@@ -27,7 +27,10 @@ interface Run {
 function engramCli(args: string[], cwd: string): Promise<Run> {
   return new Promise((resolve) => {
     execFile(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ENGRAM_URL: engram.url }, timeout: 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+      let code = 0;
+      if (err) {
+        code = typeof err.code === "number" ? err.code : 1;
+      }
       resolve({ code, stdout, stderr });
     });
   });

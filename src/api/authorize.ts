@@ -1,11 +1,11 @@
 import type { HandlerContext } from "@connectrpc/connect";
 
-/** What a call does, for authorization. */
+/** Operation a call performs, for authorization. */
 export type Action = "object.read" | "object.write" | "object.delete" | "object.list" | "bucket.read" | "service.read";
 
 /**
  * Decides whether a call may do an action on a bucket (and key). Every
- * handler calls it once, after it knows the bucket and before any data
+ * handler calls it once, once the bucket is known and before any data
  * moves, so access control needs to change only this interface's adapter.
  */
 export interface Authorizer {

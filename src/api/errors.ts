@@ -19,7 +19,7 @@ const codeOfKind: Record<StorageErrorKind, Code> = {
 /**
  * Converts any error thrown below the API layer into a ConnectError with
  * the fixed code for its kind. An error of unknown origin becomes INTERNAL
- * with a generic message, so no internal detail leaks to clients; the
+ * with a generic message, so no internal detail leaks to clients. The
  * original stays as `cause` for the log.
  */
 export function toConnectError(err: unknown, signal?: AbortSignal): ConnectError {

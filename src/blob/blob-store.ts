@@ -2,7 +2,7 @@ import type { Readable } from "node:stream";
 
 /**
  * Identity of one stored blob. Every upload gets a fresh version id, so a
- * blob is written once and never overwritten; bucket, key and version id
+ * blob is written once and never overwritten. Bucket, key and version id
  * together let a scan of the blob store rebuild the metadata index.
  */
 export interface BlobRef {
@@ -50,7 +50,7 @@ export interface BlobStore {
   read(ref: BlobRef, range: BlobReadRange, signal?: AbortSignal): Promise<Readable>;
   /** Removes a blob; a missing blob is not an error. */
   delete(ref: BlobRef): Promise<void>;
-  /** Resolves when the store answers; rejects with an `unavailable` StorageError otherwise. */
+  /** Checks that the store is reachable, or rejects with an `unavailable` StorageError. */
   ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -5,7 +5,7 @@ import { StorageService } from "../../gen/engram/v1/storage_service_pb.js";
 
 export const DEFAULT_URL = "http://127.0.0.1:9000";
 
-/** A typed client for Engram over gRPC (HTTP/2). */
+/** Creates a typed client for Engram over gRPC (HTTP/2). */
 export function createStorageClient(baseUrl: string): Client<typeof StorageService> {
   const transport = createGrpcTransport({
     baseUrl,

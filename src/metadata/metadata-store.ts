@@ -17,7 +17,7 @@ export interface ObjectRecord {
   readonly bucket: string;
   readonly key: string;
   readonly generation: number;
-  /** Names the blob that holds the content. */
+  /** Version id of the blob that contains the content. */
   readonly versionId: string;
   readonly size: number;
   readonly contentType: string;

@@ -1,9 +1,10 @@
 /*
- * One TCP port for every protocol: a connection that opens with the HTTP/2
- * preface ("PRI * HTTP/2.0") goes to an HTTP/2 server (gRPC, and Connect
- * or gRPC-Web over h2c); any other goes to an HTTP/1.1 server (Connect and
- * gRPC-Web from browsers and curl). Node's cleartext HTTP/2 server cannot
- * serve HTTP/1.1 itself, hence the dispatch on the first bytes.
+ * One TCP port for every protocol. A connection that opens with the HTTP/2
+ * preface ("PRI * HTTP/2.0") goes to an HTTP/2 server, which serves gRPC,
+ * and Connect or gRPC-Web over h2c. Any other connection goes to an
+ * HTTP/1.1 server, for Connect and gRPC-Web from browsers and curl. Node's
+ * cleartext HTTP/2 server cannot serve HTTP/1.1 itself, hence the dispatch
+ * on the first bytes.
  */
 import http from "node:http";
 import http2 from "node:http2";

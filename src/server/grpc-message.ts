@@ -1,7 +1,7 @@
 /*
  * connect-es 2.1 writes the grpc-message header with encodeURIComponent,
  * which also escapes "/", ":" and other printable ASCII. The gRPC HTTP/2
- * protocol asks for escaping only outside 0x20-0x7E and of "%" itself, and
+ * protocol requires escaping only outside 0x20-0x7E and of "%" itself, and
  * @grpc/grpc-js decodes with decodeURI, so its users would see messages such
  * as "object mnemos-models%2Fmissing not found%3A ...". This wrapper
  * re-encodes the header the way the gRPC protocol specifies.

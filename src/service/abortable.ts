@@ -2,7 +2,7 @@ import { StorageError } from "./errors.js";
 
 /**
  * Iterates `source` until `signal` aborts. A transport may leave a pending
- * read of a cancelled stream unresolved forever; racing each read against
+ * read of a cancelled stream unresolved forever. Racing each read against
  * the signal makes the consumer stop, so it can release files and buffers.
  */
 export async function* abortable<T>(source: AsyncIterable<T>, signal: AbortSignal | undefined, what: string): AsyncGenerator<T> {

@@ -7,7 +7,7 @@ const BATCH_SIZE = 100;
 
 /**
  * Deletes blobs that objects no longer refer to. Replacing or deleting an
- * object queues its blob in the same transaction; the sweeper removes it
+ * object queues its blob in the same transaction. The sweeper removes it
  * once the grace period has passed, so downloads that started before the
  * change can finish reading.
  */

@@ -21,7 +21,7 @@ export interface ObjectPage {
   readonly nextPageToken: string;
 }
 
-/** Where the next page starts; encoded into the opaque page token. */
+/** Start of the next page, encoded into the opaque page token. */
 interface PageCursor {
   /** Inclusive lower bound on the next key. */
   readonly startAt: string;

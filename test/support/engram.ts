@@ -65,7 +65,7 @@ export type Protocol = "grpc" | "grpc-web" | "connect";
 export const PROTOCOLS: readonly Protocol[] = ["grpc", "grpc-web", "connect"];
 
 /**
- * A transport for one protocol: gRPC over HTTP/2, gRPC-Web and Connect over
+ * Creates a transport for one protocol: gRPC over HTTP/2, gRPC-Web and Connect over
  * HTTP/1.1, as browsers and curl use them.
  */
 export function transportFor(protocol: Protocol, baseUrl: string): Transport {

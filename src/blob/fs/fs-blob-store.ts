@@ -9,7 +9,7 @@
  *
  * keyhash is the hex SHA-256 of the UTF-8 key and h2 its first two
  * characters, so keys of any length and any characters map to short, safe
- * file names; the key itself is recoverable from the .json file. The .json
+ * file names. The key itself is recoverable from the .json file. The .json
  * file is written only after the data is flushed to disk, so a blob without
  * one is the leftover of an unfinished upload.
  */
