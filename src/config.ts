@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 
 import { validateBucketName } from "./service/names.js";
@@ -23,6 +24,38 @@ export interface Config {
   readonly readFlushIntervalMs: number;
   /** How long in-flight calls may run on after SIGTERM. */
   readonly shutdownGraceMs: number;
+  /** Where bytes live: the local filesystem, or an S3-compatible store. */
+  readonly blobStore: "fs" | "s3";
+  /** Where metadata lives: embedded PGlite, or a PostgreSQL server. */
+  readonly metadataStore: "pglite" | "postgres";
+  readonly s3: S3Config;
+  readonly postgres: PostgresConfig;
+}
+
+export interface S3Config {
+  /** Endpoint URL; https turns TLS on. */
+  readonly endpoint: string;
+  readonly accessKey: string;
+  readonly secretKey: string;
+  /** Region used for signing; set explicitly so no region lookup call is made. */
+  readonly region: string;
+  /** Prepended to every Engram bucket name to form the S3 bucket name. */
+  readonly bucketPrefix: string;
+  /** Creates missing S3 buckets at start. */
+  readonly createBuckets: boolean;
+  /** Part size for uploads of unknown size, in bytes. */
+  readonly partSizeBytes: number;
+  /** Parts uploaded at once per upload. */
+  readonly partsInFlight: number;
+}
+
+export interface PostgresConfig {
+  /** Connection string, such as postgres://engram@db:5432/engram. */
+  readonly url: string;
+  readonly password: string | undefined;
+  readonly poolSize: number;
+  readonly statementTimeoutMs: number;
+  readonly idleInTransactionTimeoutMs: number;
 }
 
 export const DEFAULT_BUCKETS = ["mnemos-models", "mnemos-artifacts", "mnemos-backups", "mnemos-logs"] as const;
@@ -51,8 +84,69 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     blobDeleteGraceMs: integer(env, "ENGRAM_BLOB_DELETE_GRACE_SECONDS", 300, 0, 86_400) * 1000,
     readFlushIntervalMs: integer(env, "ENGRAM_READ_FLUSH_SECONDS", 5, 1, 3600) * 1000,
     shutdownGraceMs: integer(env, "ENGRAM_SHUTDOWN_GRACE_SECONDS", 30, 0, 3600) * 1000,
+    blobStore: oneOf(env, "ENGRAM_BLOB_STORE", "fs", ["fs", "s3"]) as "fs" | "s3",
+    metadataStore: oneOf(env, "ENGRAM_METADATA_STORE", "pglite", ["pglite", "postgres"]) as "pglite" | "postgres",
+    s3: Object.freeze(readS3Config(env)),
+    postgres: Object.freeze(readPostgresConfig(env)),
   };
+  if (config.blobStore === "s3") requireSettings(env, ["ENGRAM_S3_ENDPOINT", "ENGRAM_S3_ACCESS_KEY", "ENGRAM_S3_SECRET_KEY"]);
+  if (config.metadataStore === "postgres") requireSettings(env, ["ENGRAM_POSTGRES_URL"]);
   return Object.freeze(config);
+}
+
+function readS3Config(env: NodeJS.ProcessEnv): S3Config {
+  const endpoint = text(env, "ENGRAM_S3_ENDPOINT", "http://127.0.0.1:9000");
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new ConfigError(`ENGRAM_S3_ENDPOINT=${JSON.stringify(endpoint)} is not a URL: use a form such as http://minio:9000`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new ConfigError(`ENGRAM_S3_ENDPOINT=${JSON.stringify(endpoint)} must start with http:// or https://`);
+  }
+  return {
+    endpoint,
+    accessKey: secret(env, "ENGRAM_S3_ACCESS_KEY") ?? "",
+    secretKey: secret(env, "ENGRAM_S3_SECRET_KEY") ?? "",
+    region: text(env, "ENGRAM_S3_REGION", "us-east-1"),
+    bucketPrefix: text(env, "ENGRAM_S3_BUCKET_PREFIX", ""),
+    createBuckets: oneOf(env, "ENGRAM_S3_CREATE_BUCKETS", "true", ["true", "false"]) === "true",
+    partSizeBytes: integer(env, "ENGRAM_S3_PART_SIZE_BYTES", 16 * MiB, 5 * MiB, 5 * 1024 * MiB),
+    partsInFlight: integer(env, "ENGRAM_S3_PARTS_IN_FLIGHT", 4, 1, 64),
+  };
+}
+
+function readPostgresConfig(env: NodeJS.ProcessEnv): PostgresConfig {
+  return {
+    url: secret(env, "ENGRAM_POSTGRES_URL") ?? "",
+    password: secret(env, "ENGRAM_POSTGRES_PASSWORD"),
+    poolSize: integer(env, "ENGRAM_POSTGRES_POOL_SIZE", 10, 1, 1000),
+    statementTimeoutMs: integer(env, "ENGRAM_POSTGRES_STATEMENT_TIMEOUT_MS", 30_000, 0, 3_600_000),
+    idleInTransactionTimeoutMs: integer(env, "ENGRAM_POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000, 0, 3_600_000),
+  };
+}
+
+/** Reads NAME, or the file that NAME_FILE points to (as Docker and Kubernetes secrets are mounted). */
+function secret(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const file = env[`${name}_FILE`]?.trim();
+  if (file) {
+    try {
+      return readFileSync(file, "utf8").trim();
+    } catch (err) {
+      throw new ConfigError(`${name}_FILE=${file} cannot be read: ${(err as Error).message}`);
+    }
+  }
+  const value = env[name];
+  return value === undefined || value === "" ? undefined : value;
+}
+
+function requireSettings(env: NodeJS.ProcessEnv, names: readonly string[]): void {
+  for (const name of names) {
+    if (!env[name] && !env[`${name}_FILE`]) {
+      throw new ConfigError(`${name} is missing: set it (or ${name}_FILE) for the chosen backend`);
+    }
+  }
 }
 
 function text(env: NodeJS.ProcessEnv, name: string, fallback: string): string {

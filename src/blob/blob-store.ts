@@ -13,11 +13,21 @@ export interface BlobRef {
 
 /** Metadata stored with the blob itself, so the index can be rebuilt. */
 export interface BlobHeaders {
+  readonly generation: number;
   readonly contentType: string;
+  readonly storageClass: string;
   readonly metadata: Readonly<Record<string, string>>;
+  readonly tags: Readonly<Record<string, string>>;
   /** Hex SHA-256 of the content. */
   readonly sha256: string;
+  readonly crc32c: number;
   readonly size: number;
+}
+
+/** A finished blob found by a scan of the store. */
+export interface StoredBlob {
+  readonly ref: BlobRef;
+  readonly headers: BlobHeaders;
 }
 
 /** A blob being written. Nothing is readable until `finish` resolves. */
@@ -48,6 +58,8 @@ export interface BlobStore {
   createWriter(ref: BlobRef, signal?: AbortSignal): Promise<BlobWriter>;
   /** Opens a byte range for reading; destroying the stream releases it. */
   read(ref: BlobRef, range: BlobReadRange, signal?: AbortSignal): Promise<Readable>;
+  /** Lists every finished blob in one bucket with its headers, for rebuilding the index. */
+  scan(bucket: string): AsyncIterable<StoredBlob>;
   /** Removes a blob; a missing blob is not an error. */
   delete(ref: BlobRef): Promise<void>;
   /** Checks that the store is reachable, or rejects with an `unavailable` StorageError. */

@@ -34,8 +34,11 @@ export interface ObjectRecord {
   readonly readCount: number;
 }
 
-/** An object version to commit; the store assigns generation and time. */
-export type NewObject = Omit<ObjectRecord, "generation" | "createdAt" | "lastReadAt" | "readCount">;
+/**
+ * An object version to commit. Its generation was reserved when the upload
+ * started, so the blob's own headers can record it; the store sets the time.
+ */
+export type NewObject = Omit<ObjectRecord, "createdAt" | "lastReadAt" | "readCount">;
 
 /** A blob no object refers to any more, waiting to be deleted. */
 export interface BlobDeletion {
@@ -78,10 +81,14 @@ export interface MetadataStore {
   getObject(bucket: string, key: string, generation?: number): Promise<ObjectRecord | undefined>;
   /** Returns live objects in byte order of their keys. */
   listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]>;
+  /** Takes the next generation number; numbers are unique and increasing. */
+  reserveGeneration(): Promise<number>;
   /**
    * Makes a new version the live one, atomically checking
    * `ifGenerationMatch` (0: no live version may exist). The version it
-   * replaces is removed and its blob queued for deletion.
+   * replaces is removed and its blob queued for deletion. When a version
+   * with a higher generation is already live, that one started later and
+   * wins: the new version is dropped at once, as if it had been overwritten.
    */
   commitObject(object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord>;
   /** Removes the live version and queues its blob for deletion. */
@@ -90,6 +97,11 @@ export interface MetadataStore {
   listBlobDeletions(olderThan: Date, limit: number): Promise<BlobDeletion[]>;
   /** Forgets blob deletions that were carried out. */
   removeBlobDeletions(ids: readonly number[]): Promise<void>;
+  /**
+   * Inserts objects recovered from the blob store into an empty index and
+   * moves the generation sequence past them.
+   */
+  restoreObjects(objects: readonly NewObject[]): Promise<void>;
   /** Adds download counts and last-read times in one statement per batch. */
   recordReads(reads: readonly ObjectRead[]): Promise<void>;
   ping(): Promise<void>;

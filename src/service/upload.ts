@@ -52,6 +52,7 @@ export class UploadService {
     await requireBucket(this.metadata, spec.bucket);
     await this.checkPreconditionEarly(spec);
 
+    const generation = await this.metadata.reserveGeneration();
     const ref: BlobRef = { bucket: spec.bucket, key: spec.key, versionId: randomUUID() };
     const writer = await this.blobs.createWriter(ref, signal);
     try {
@@ -59,13 +60,23 @@ export class UploadService {
       const { sha256, crc32c } = hasher.digest();
       verifyChecksums(spec, sha256, crc32c);
 
-      await writer.finish({ contentType: spec.contentType, metadata: spec.metadata, sha256, size: hasher.size });
+      await writer.finish({
+        generation,
+        contentType: spec.contentType,
+        storageClass: spec.storageClass,
+        metadata: spec.metadata,
+        tags: spec.tags,
+        sha256,
+        crc32c,
+        size: hasher.size,
+      });
       signal?.throwIfAborted();
 
       return await this.metadata.commitObject(
         {
           bucket: spec.bucket,
           key: spec.key,
+          generation,
           versionId: ref.versionId,
           size: hasher.size,
           contentType: spec.contentType,

@@ -5,7 +5,8 @@
  *
  *   <bucket>/<h2>/<keyhash>.<versionId>.data   the content
  *   <bucket>/<h2>/<keyhash>.<versionId>.json   headers: key, version id,
- *                                              content type, metadata, sha256
+ *                                              generation, content type,
+ *                                              metadata, tags, checksums
  *
  * keyhash is the hex SHA-256 of the UTF-8 key and h2 its first two
  * characters, so keys of any length and any characters map to short, safe
@@ -15,11 +16,11 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, rm, writeFile, stat, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 
-import type { BlobHeaders, BlobReadRange, BlobRef, BlobStore, BlobWriter } from "../blob-store.js";
+import type { BlobHeaders, BlobReadRange, BlobRef, BlobStore, BlobWriter, StoredBlob } from "../blob-store.js";
 import { StorageError } from "../../service/errors.js";
 
 const READ_BUFFER_BYTES = 1024 * 1024;
@@ -78,6 +79,27 @@ export class FsBlobStore implements BlobStore {
       this.openReads -= 1;
     });
     return stream;
+  }
+
+  async *scan(bucket: string): AsyncIterable<StoredBlob> {
+    const bucketDir = join(this.root, bucket);
+    let shards: string[];
+    try {
+      shards = await readdir(bucketDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw translateFsError(err, `scan blobs of bucket ${bucket}`);
+    }
+
+    for (const shard of shards.sort()) {
+      const names = await readdir(join(bucketDir, shard));
+      for (const name of names.sort()) {
+        if (!name.endsWith(".json")) continue;
+        const sidecar = JSON.parse(await readFile(join(bucketDir, shard, name), "utf8")) as BlobHeaders & BlobRef;
+        const { bucket: _bucket, key, versionId, ...headers } = sidecar;
+        yield { ref: { bucket, key, versionId }, headers };
+      }
+    }
   }
 
   async delete(ref: BlobRef): Promise<void> {

@@ -90,12 +90,21 @@ export class SqlMetadataStore implements MetadataStore {
     return rows.map(objectFromRow);
   }
 
+  async reserveGeneration(): Promise<number> {
+    const result = await this.run(() => sql<{ generation: string | number | bigint }>`select nextval('object_generation_seq') as generation`.execute(this.db));
+    return Number(result.rows[0]!.generation);
+  }
+
   async commitObject(object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
     return this.run(() =>
       this.db.transaction().execute(async (trx) => {
         const current = await lockLiveObject(trx, object.bucket, object.key);
         checkGeneration(object.bucket, object.key, current, ifGenerationMatch);
 
+        if (current && Number(current.generation) > object.generation) {
+          await trx.insertInto("blob_deletions").values({ bucket: object.bucket, key: object.key, version_id: object.versionId }).execute();
+          return { ...object, createdAt: new Date(), lastReadAt: null, readCount: 0 };
+        }
         if (current) {
           await removeVersion(trx, current);
         }
@@ -105,7 +114,7 @@ export class SqlMetadataStore implements MetadataStore {
           .values({
             bucket: object.bucket,
             key: object.key,
-            generation: sql<number>`nextval('object_generation_seq')`,
+            generation: object.generation,
             version_id: object.versionId,
             live: true,
             size: object.size,
@@ -149,6 +158,37 @@ export class SqlMetadataStore implements MetadataStore {
   async removeBlobDeletions(ids: readonly number[]): Promise<void> {
     if (ids.length === 0) return;
     await this.run(() => this.db.deleteFrom("blob_deletions").where("id", "in", [...ids]).execute());
+  }
+
+  async restoreObjects(objects: readonly NewObject[]): Promise<void> {
+    if (objects.length === 0) return;
+    await this.run(() =>
+      this.db.transaction().execute(async (trx) => {
+        for (const object of objects) {
+          await trx
+            .insertInto("objects")
+            .values({
+              bucket: object.bucket,
+              key: object.key,
+              generation: object.generation,
+              version_id: object.versionId,
+              live: true,
+              size: object.size,
+              content_type: object.contentType,
+              storage_class: object.storageClass,
+              metadata: JSON.stringify(object.metadata),
+              tags: JSON.stringify(object.tags),
+              sha256: object.sha256,
+              crc32c: object.crc32c,
+              etag: object.etag,
+              created_at: sql<Date>`now()`,
+            })
+            .execute();
+        }
+        const highest = Math.max(...objects.map((object) => object.generation));
+        await sql`select setval('object_generation_seq', greatest(${highest}, (select last_value from object_generation_seq)))`.execute(trx);
+      }),
+    );
   }
 
   async recordReads(reads: readonly ObjectRead[]): Promise<void> {
