@@ -40,6 +40,15 @@ export interface BlobWriter {
   abort(): Promise<void>;
 }
 
+export interface WriterOptions {
+  /** Declared content length, if known; lets the store choose its part size. */
+  readonly size?: number | undefined;
+  /** Headers known when the upload starts, stored on the blob itself where the store can. */
+  readonly generation?: number | undefined;
+  readonly contentType?: string | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
 export interface BlobReadRange {
   /** First byte, inclusive. */
   readonly start: number;
@@ -54,8 +63,10 @@ export interface BlobReadRange {
  */
 export interface BlobStore {
   readonly kind: string;
+  /** Creates the store's containers for these buckets if they are missing. */
+  ensureBuckets(buckets: readonly string[]): Promise<void>;
   /** Starts writing a new blob. The ref must not exist yet. */
-  createWriter(ref: BlobRef, signal?: AbortSignal): Promise<BlobWriter>;
+  createWriter(ref: BlobRef, options?: WriterOptions): Promise<BlobWriter>;
   /** Opens a byte range for reading; destroying the stream releases it. */
   read(ref: BlobRef, range: BlobReadRange, signal?: AbortSignal): Promise<Readable>;
   /** Lists every finished blob in one bucket with its headers, for rebuilding the index. */

@@ -54,7 +54,7 @@ export class UploadService {
 
     const generation = await this.metadata.reserveGeneration();
     const ref: BlobRef = { bucket: spec.bucket, key: spec.key, versionId: randomUUID() };
-    const writer = await this.blobs.createWriter(ref, signal);
+    const writer = await this.blobs.createWriter(ref, { size: spec.size, signal, generation, contentType: spec.contentType });
     try {
       const hasher = await this.receive(spec, abortable(chunks, signal, "upload"), writer);
       const { sha256, crc32c } = hasher.digest();

@@ -35,6 +35,10 @@ export class FsBlobStore implements BlobStore {
 
   constructor(private readonly root: string) {}
 
+  async ensureBuckets(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+  }
+
   async createWriter(ref: BlobRef): Promise<BlobWriter> {
     const { dir, dataPath, headersPath } = this.pathsOf(ref);
     let handle: FileHandle;

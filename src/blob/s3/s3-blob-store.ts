@@ -1,0 +1,144 @@
+/*
+ * S3 blob store, for MinIO or any S3-compatible server, through the
+ * `minio` client.
+ *
+ * Layout: each Engram bucket maps to the S3 bucket <bucketPrefix><bucket>.
+ * Inside it:
+ *
+ *   <key>/<versionId>        the content; Content-Type and x-amz-meta-engram-*
+ *                            headers carry what is known when the upload starts
+ *   <key>/<versionId>.json   headers written after the content is complete:
+ *                            key, generation, size, checksums, metadata
+ *
+ * The version id is a UUID, so the last path segment always names the
+ * version and everything before it is the key. A blob without its .json
+ * object is the leftover of an unfinished upload.
+ *
+ * Uploads use S3 multipart directly, not putObject: putObject's promise never
+ * settles once its input stream is destroyed, and it resumes an earlier
+ * unfinished multipart upload of the same name, which would mix two uploads.
+ */
+import { Readable } from "node:stream";
+
+import type { Client as MinioClient } from "minio";
+
+import type { BlobHeaders, BlobReadRange, BlobRef, BlobStore, BlobWriter, StoredBlob, WriterOptions } from "../blob-store.js";
+import { S3BlobWriter, type S3WriterSettings } from "./s3-blob-writer.js";
+import { translateS3Error } from "./s3-errors.js";
+
+export interface S3BlobStoreOptions extends S3WriterSettings {
+  /** Prepended to every Engram bucket name to form the S3 bucket name. */
+  readonly bucketPrefix: string;
+  readonly region: string;
+  readonly createBuckets: boolean;
+}
+
+export class S3BlobStore implements BlobStore {
+  readonly kind = "s3";
+
+  constructor(
+    private readonly client: MinioClient,
+    private readonly options: S3BlobStoreOptions,
+  ) {}
+
+  async ensureBuckets(buckets: readonly string[]): Promise<void> {
+    for (const bucket of buckets) {
+      const name = this.s3BucketOf(bucket);
+      try {
+        if (await this.client.bucketExists(name)) continue;
+        if (!this.options.createBuckets) {
+          throw new Error(`S3 bucket ${name} does not exist and ENGRAM_S3_CREATE_BUCKETS is false: create it or allow Engram to`);
+        }
+        await this.client.makeBucket(name, this.options.region);
+      } catch (err) {
+        throw translateS3Error(err, `prepare S3 bucket ${name}`);
+      }
+    }
+  }
+
+  async createWriter(ref: BlobRef, options: WriterOptions = {}): Promise<BlobWriter> {
+    const startHeaders: Record<string, string> = {
+      "Content-Type": options.contentType ?? "application/octet-stream",
+      "x-amz-meta-engram-key": encodeURIComponent(ref.key),
+      "x-amz-meta-engram-version-id": ref.versionId,
+    };
+    if (options.generation !== undefined) {
+      startHeaders["x-amz-meta-engram-generation"] = String(options.generation);
+    }
+    return new S3BlobWriter(this.client, this.s3BucketOf(ref.bucket), objectNameOf(ref), ref, this.options, options.size, startHeaders);
+  }
+
+  async read(ref: BlobRef, range: BlobReadRange): Promise<Readable> {
+    if (range.end <= range.start) {
+      return Readable.from([]);
+    }
+    try {
+      return await this.client.getPartialObject(this.s3BucketOf(ref.bucket), objectNameOf(ref), range.start, range.end - range.start);
+    } catch (err) {
+      throw translateS3Error(err, `read blob of ${ref.bucket}/${ref.key}`, { missingIsDataLoss: true });
+    }
+  }
+
+  async *scan(bucket: string): AsyncIterable<StoredBlob> {
+    const s3Bucket = this.s3BucketOf(bucket);
+    const names: string[] = [];
+    try {
+      for await (const item of this.client.listObjectsV2(s3Bucket, "", true) as AsyncIterable<{ name?: string }>) {
+        if (item.name !== undefined && HEADERS_NAME.test(item.name)) names.push(item.name);
+      }
+    } catch (err) {
+      throw translateS3Error(err, `scan S3 bucket ${s3Bucket}`);
+    }
+
+    for (const name of names) {
+      const body = await this.readSmallObject(s3Bucket, name);
+      const { bucket: _bucket, key, versionId, ...headers } = JSON.parse(body) as BlobHeaders & BlobRef;
+      yield { ref: { bucket, key, versionId }, headers };
+    }
+  }
+
+  async delete(ref: BlobRef): Promise<void> {
+    const bucket = this.s3BucketOf(ref.bucket);
+    const name = objectNameOf(ref);
+    try {
+      await this.client.removeObject(bucket, `${name}.json`);
+      await this.client.removeObject(bucket, name);
+    } catch (err) {
+      throw translateS3Error(err, `delete blob of ${ref.bucket}/${ref.key}`);
+    }
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.client.listBuckets();
+    } catch (err) {
+      throw translateS3Error(err, "reach the S3 endpoint");
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  /** Names the S3 bucket of an Engram bucket. */
+  s3BucketOf(bucket: string): string {
+    return `${this.options.bucketPrefix}${bucket}`;
+  }
+
+  private async readSmallObject(bucket: string, name: string): Promise<string> {
+    try {
+      const stream = await this.client.getObject(bucket, name);
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+      return Buffer.concat(chunks).toString("utf8");
+    } catch (err) {
+      throw translateS3Error(err, `read blob headers ${bucket}/${name}`);
+    }
+  }
+}
+
+/** Matches the name of a headers object: <key>/<uuid>.json. */
+const HEADERS_NAME = /\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json$/;
+
+/** Returns the S3 object name of a blob's content. */
+export function objectNameOf(ref: BlobRef): string {
+  return `${ref.key}/${ref.versionId}`;
+}
