@@ -121,25 +121,40 @@ export async function startMinio(binary: string): Promise<RunningPeer> {
 
 /**
  * Starts a one-node Ceph cluster with a RADOS Gateway, with the scripts in
- * shared/peers/ceph-rgw (about 15 s).
+ * shared/peers/ceph-rgw (about 15 s). The OSD of Ceph 16 sometimes fails its
+ * first boot with "wrong fsid" (seen in about one start of three here), so
+ * a failed start is retried on a fresh directory.
  */
-export async function startCephRgw(scriptsDir: string): Promise<RunningPeer> {
+export async function startCephRgw(scriptsDir: string, attempts = 3): Promise<RunningPeer> {
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      return await startCephRgwOnce(scriptsDir);
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  throw lastError;
+}
+
+async function startCephRgwOnce(scriptsDir: string): Promise<RunningPeer> {
   const dir = await mkdtemp(join(tmpdir(), "engram-ceph-"));
   const rgwPort = await freePort();
   const monPort = await freePort();
   const accessKey = `engram${randomBytes(4).toString("hex")}`;
   const secretKey = randomBytes(16).toString("hex");
-  const env = { ...process.env, RGW_PORT: String(rgwPort), MON_PORT: String(monPort), S3_ACCESS_KEY: accessKey, S3_SECRET_KEY: secretKey, MAXWAIT: "90" };
+  const env = { ...process.env, RGW_PORT: String(rgwPort), MON_PORT: String(monPort), S3_ACCESS_KEY: accessKey, S3_SECRET_KEY: secretKey, MAXWAIT: "40" };
 
   const stop = async (): Promise<void> => {
     await execFileAsync("bash", [join(scriptsDir, "stop.sh"), dir], { timeout: 60_000 }).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    await execFileAsync("bash", [join(scriptsDir, "start.sh"), dir, "memstore"], { env, timeout: 180_000 });
+    await execFileAsync("bash", [join(scriptsDir, "start.sh"), dir, "memstore"], { env, timeout: 120_000 });
   } catch (err) {
+    const output = `${(err as { stdout?: string }).stdout ?? ""}${(err as { stderr?: string }).stderr ?? ""}`.trim().split("\n").slice(-3).join(" | ");
     await stop();
-    throw new Error(`Ceph RGW failed to start: ${(err as Error).message}`);
+    throw new Error(`Ceph RGW failed to start: ${output || (err as Error).message}`);
   }
   return { name: "ceph-rgw", endpoint: `http://127.0.0.1:${rgwPort}`, accessKey, secretKey, stop };
 }

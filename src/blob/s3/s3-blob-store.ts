@@ -11,13 +11,15 @@
  *                            key, generation, size, checksums, metadata
  *
  * The version id is a UUID, so the last path segment always names the
- * version and everything before it is the key. A blob without its .json
+ * version and everything before it is the key (except for keys too long
+ * for S3's name limit, see objectNameOf). A blob without its .json
  * object is the leftover of an unfinished upload.
  *
  * Uploads use S3 multipart directly, not putObject: putObject's promise never
  * settles once its input stream is destroyed, and it resumes an earlier
  * unfinished multipart upload of the same name, which would mix two uploads.
  */
+import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 
 import type { Client as MinioClient } from "minio";
@@ -59,7 +61,6 @@ export class S3BlobStore implements BlobStore {
   async createWriter(ref: BlobRef, options: WriterOptions = {}): Promise<BlobWriter> {
     const startHeaders: Record<string, string> = {
       "Content-Type": options.contentType ?? "application/octet-stream",
-      "x-amz-meta-engram-key": encodeURIComponent(ref.key),
       "x-amz-meta-engram-version-id": ref.versionId,
     };
     if (options.generation !== undefined) {
@@ -138,7 +139,21 @@ export class S3BlobStore implements BlobStore {
 /** Matches the name of a headers object: <key>/<uuid>.json. */
 const HEADERS_NAME = /\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json$/;
 
-/** Returns the S3 object name of a blob's content. */
+/** S3 limits object names to 1024 bytes of UTF-8. */
+const MAX_OBJECT_NAME_BYTES = 1024;
+/** Room for "/<uuid>.json" after the key. */
+const NAME_SUFFIX_BYTES = 1 + 36 + 5;
+
+/**
+ * Returns the S3 object name of a blob's content: <key>/<versionId>. A key
+ * too long to leave room for the suffix within S3's 1024 bytes is replaced
+ * by its SHA-256 under ".engram-long-keys/", and the headers object
+ * records the key itself.
+ */
 export function objectNameOf(ref: BlobRef): string {
-  return `${ref.key}/${ref.versionId}`;
+  if (Buffer.byteLength(ref.key, "utf8") + NAME_SUFFIX_BYTES <= MAX_OBJECT_NAME_BYTES) {
+    return `${ref.key}/${ref.versionId}`;
+  }
+  const digest = createHash("sha256").update(ref.key, "utf8").digest("hex");
+  return `.engram-long-keys/${digest}/${ref.versionId}`;
 }
