@@ -65,6 +65,16 @@ export interface ObjectRead {
   readonly lastReadAt: Date;
 }
 
+/** Connection pool counters, for metrics. */
+export interface PoolStats {
+  /** Open connections, idle or in use. */
+  readonly total: number;
+  /** Open connections that no query is using. */
+  readonly idle: number;
+  /** Callers queued for a connection because every one is in use. */
+  readonly waiting: number;
+}
+
 /**
  * Port for the metadata index. Every write is one transaction, and that
  * transaction is the commit point that makes an object visible. Adapters
@@ -102,8 +112,10 @@ export interface MetadataStore {
    * moves the generation sequence past them.
    */
   restoreObjects(objects: readonly NewObject[]): Promise<void>;
-  /** Adds download counts and last-read times in one statement per batch. */
+  /** Adds download counts and keeps the latest read time, with one short statement per read. */
   recordReads(reads: readonly ObjectRead[]): Promise<void>;
   ping(): Promise<void>;
+  /** Returns the connection pool counters; absent when the store has no pool. */
+  poolStats?(): PoolStats;
   close(): Promise<void>;
 }

@@ -15,7 +15,7 @@ export async function openPGliteMetadataStore(dir: string): Promise<SqlMetadataS
   await mkdir(dir, { recursive: true });
   const pglite = await PGlite.create(dir);
   const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
-  const store = new SqlMetadataStore("pglite", db, () => pglite.close());
+  const store = new SqlMetadataStore("pglite", db, { onClose: () => pglite.close() });
   await store.migrate();
   return store;
 }

@@ -14,23 +14,48 @@ import type {
   NewObject,
   ObjectRead,
   ObjectRecord,
+  PoolStats,
   StorageClassName,
 } from "../metadata-store.js";
 import { migrationProvider } from "./migrations.js";
 import type { Database, ObjectsTable } from "./schema.js";
 
+export interface SqlMetadataStoreOptions {
+  /** Closes what the Kysely instance does not own, such as the PGlite database. */
+  readonly onClose?: () => Promise<void>;
+  /** Reads the connection pool counters; leave unset when there is no pool. */
+  readonly poolStats?: () => PoolStats;
+  /**
+   * Advice to the operator at the end of every "metadata database is
+   * unavailable" message, such as which setting to check.
+   */
+  readonly unavailableHint?: string;
+}
+
 export class SqlMetadataStore implements MetadataStore {
+  readonly poolStats?: () => PoolStats;
+  private readonly onClose: () => Promise<void>;
+  private readonly unavailableHint: string;
+
   constructor(
     readonly kind: string,
     private readonly db: Kysely<Database>,
-    private readonly onClose: () => Promise<void> = async () => {},
-  ) {}
+    options: SqlMetadataStoreOptions = {},
+  ) {
+    this.onClose = options.onClose ?? (async () => {});
+    this.unavailableHint = options.unavailableHint ?? "retry later";
+    if (options.poolStats) this.poolStats = options.poolStats;
+  }
 
   /** Applies pending migrations; call once before first use. */
   async migrate(): Promise<void> {
     const migrator = new Migrator({ db: this.db, provider: migrationProvider });
     const { error, results } = await migrator.migrateToLatest();
     if (error) {
+      // A database that cannot be reached is not a broken migration: report
+      // it as unavailable, with the hint, like any other query.
+      const translated = translateDatabaseError(error, this.unavailableHint);
+      if (translated.kind === "unavailable") throw translated;
       const failed = results?.find((result) => result.status === "Error")?.migrationName ?? "unknown";
       throw new StorageError("internal", `database migration ${failed} failed: ${String((error as Error).message ?? error)}`, { cause: error });
     }
@@ -222,7 +247,7 @@ export class SqlMetadataStore implements MetadataStore {
     try {
       return await query();
     } catch (err) {
-      throw translateDatabaseError(err);
+      throw translateDatabaseError(err, this.unavailableHint);
     }
   }
 }
@@ -290,7 +315,27 @@ function objectFromRow(row: Selectable<ObjectsTable>): ObjectRecord {
   };
 }
 
-function translateDatabaseError(err: unknown): unknown {
+/** Node.js socket and DNS error codes that mean the server cannot be reached. */
+const CONNECTION_ERROR_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "EPIPE"]);
+
+/**
+ * Messages of node-postgres 8 (pg and pg-pool) errors that carry no code:
+ * a connection that closed or timed out while connecting, a pool that found
+ * no free connection within its connection timeout, and a client whose
+ * connection already failed.
+ */
+const CONNECTION_ERROR_MESSAGES = [
+  /^Connection terminated/,
+  /^timeout exceeded when trying to connect$/,
+  /^timeout expired$/,
+  /is not queryable$/,
+];
+
+/**
+ * Converts a database error into a StorageError, keeping it as `cause`.
+ * `unavailableHint` ends the message when the database cannot be reached.
+ */
+export function translateDatabaseError(err: unknown, unavailableHint = "retry later"): StorageError {
   if (err instanceof StorageError) return err;
   const code = (err as { code?: unknown } | undefined)?.code;
   if (code === "23505") {
@@ -302,9 +347,31 @@ function translateDatabaseError(err: unknown): unknown {
   if (code === "57014") {
     return new StorageError("unavailable", "metadata query timed out: retry later", { cause: err });
   }
-  const message = (err as Error | undefined)?.message ?? String(err);
-  if (typeof code === "string" && /^(08|53|57P)/.test(code)) {
-    return new StorageError("unavailable", `metadata database is unavailable: ${message}`, { cause: err });
+  // SQLSTATE classes: 08 connection exception, 53 insufficient resources,
+  // 57P operator intervention (such as a server shutdown), 28 invalid
+  // authorization; 3D000 is a database that does not exist.
+  const unreachable =
+    (typeof code === "string" && (/^(08|53|57P|28)/.test(code) || code === "3D000")) || isConnectionFailure(err);
+  if (unreachable) {
+    return new StorageError("unavailable", `metadata database is unavailable: ${describeError(err)}; ${unavailableHint}`, { cause: err });
   }
-  return new StorageError("internal", `metadata query failed: ${message}`, { cause: err });
+  return new StorageError("internal", `metadata query failed: ${describeError(err)}`, { cause: err });
+}
+
+/** Looks through `cause` and AggregateError members, as Node.js nests connect errors. */
+function isConnectionFailure(err: unknown, depth = 0): boolean {
+  if (!(err instanceof Error) || depth > 5) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && CONNECTION_ERROR_CODES.has(code)) return true;
+  if (CONNECTION_ERROR_MESSAGES.some((pattern) => pattern.test(err.message))) return true;
+  if (err instanceof AggregateError && err.errors.some((inner) => isConnectionFailure(inner, depth + 1))) return true;
+  return isConnectionFailure(err.cause, depth + 1);
+}
+
+/** Returns the message, or the members' messages of an AggregateError, which Node.js leaves empty. */
+function describeError(err: unknown): string {
+  if (err instanceof AggregateError && err.message === "") {
+    return err.errors.map((inner) => (inner as Error)?.message ?? String(inner)).join(", ");
+  }
+  return (err as Error | undefined)?.message ?? String(err);
 }
