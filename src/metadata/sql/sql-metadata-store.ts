@@ -252,11 +252,22 @@ export class SqlMetadataStore implements MetadataStore {
   }
 }
 
+/**
+ * Serializes writes to one key until the transaction ends, then returns
+ * its live version locked for update.
+ */
 async function lockLiveObject(trx: Transaction<Database>, bucket: string, key: string): Promise<Selectable<ObjectsTable> | undefined> {
   const bucketRow = await trx.selectFrom("buckets").select("name").where("name", "=", bucket).executeTakeFirst();
   if (!bucketRow) {
     throw notFound(`bucket ${JSON.stringify(bucket)} not found: list buckets with ListBuckets`);
   }
+  // FOR UPDATE locks nothing when the key has no live version yet, so two
+  // first commits of one key would both insert and one would fail on
+  // objects_live_key. The advisory lock makes the second one wait. Under
+  // READ COMMITTED its next statement then reads the row the first one
+  // committed. Bucket names contain no "/", so "bucket/key" names one key,
+  // and a hash collision only serializes two unrelated keys.
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`${bucket}/${key}`}, 0))`.execute(trx);
   return trx
     .selectFrom("objects")
     .selectAll()
