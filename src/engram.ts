@@ -18,9 +18,11 @@ import { registerReflection } from "./api/reflection.js";
 import { registerStorageService } from "./api/storage-handler.js";
 import type { BlobStore } from "./blob/blob-store.js";
 import { FsBlobStore } from "./blob/fs/fs-blob-store.js";
+import { openS3BlobStore } from "./blob/s3/open-s3.js";
 import type { Config } from "./config.js";
 import type { MetadataStore } from "./metadata/metadata-store.js";
 import { openPGliteMetadataStore } from "./metadata/pglite/open-pglite.js";
+import { openPostgresMetadataStore } from "./metadata/postgres/open-postgres.js";
 import { ApiServer, type RequestHandler } from "./server/api-server.js";
 import { withGrpcMessageEncoding } from "./server/grpc-message.js";
 import { BlobSweeper } from "./service/blob-sweeper.js";
@@ -49,6 +51,7 @@ export interface Engram {
   readonly metadata: MetadataStore;
   readonly health: HealthStatus;
   readonly catalog: CatalogService;
+  readonly uploads: UploadService;
   /** Stops the servers, lets calls finish for the shutdown grace period, and closes the stores. */
   close(graceMs?: number): Promise<void>;
 }
@@ -63,9 +66,10 @@ export interface StartOptions {
 
 export async function startEngram(config: Config, options: StartOptions): Promise<Engram> {
   const { log } = options;
-  const blobs = options.blobs ?? new FsBlobStore(join(config.dataDir, "blobs"));
-  const metadata = options.metadata ?? (await openPGliteMetadataStore(join(config.dataDir, "metadata")));
+  const blobs = options.blobs ?? openBlobStore(config);
+  const metadata = options.metadata ?? (await openMetadataStore(config, log));
   await metadata.ensureBuckets(config.buckets);
+  await blobs.ensureBuckets(config.buckets);
 
   const limits: Limits = {
     maxUploadChunkBytes: config.maxUploadChunkBytes,
@@ -127,7 +131,25 @@ export async function startEngram(config: Config, options: StartOptions): Promis
     return closing;
   };
 
-  return { config, url, port: address.port, blobs, metadata, health, catalog, close };
+  return { config, url, port: address.port, blobs, metadata, health, catalog, uploads, close };
+}
+
+/** Opens the blob and metadata stores the configuration names, with migrations applied. */
+export async function openStores(config: Config, log: Logger): Promise<{ blobs: BlobStore; metadata: MetadataStore }> {
+  const blobs = openBlobStore(config);
+  const metadata = await openMetadataStore(config, log);
+  return { blobs, metadata };
+}
+
+function openBlobStore(config: Config): BlobStore {
+  return config.blobStore === "s3" ? openS3BlobStore(config.s3) : new FsBlobStore(join(config.dataDir, "blobs"));
+}
+
+async function openMetadataStore(config: Config, log: Logger): Promise<MetadataStore> {
+  if (config.metadataStore === "postgres") {
+    return openPostgresMetadataStore(config.postgres, log);
+  }
+  return openPGliteMetadataStore(join(config.dataDir, "metadata"));
 }
 
 /**

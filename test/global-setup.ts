@@ -22,7 +22,24 @@ const CEPH_SCRIPTS = process.env.ENGRAM_CEPH_SCRIPTS ?? fileURLToPath(new URL(".
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const running: RunningPeer[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const peer of running.splice(0)) await peer.stop();
+  };
+  try {
+    await startPeers(running);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 
+  const describe = (peer: RunningPeer | undefined): S3Peer | null =>
+    peer ? { name: peer.name, endpoint: peer.endpoint, accessKey: peer.accessKey, secretKey: peer.secretKey } : null;
+  project.provide("minio", describe(running.find((peer) => peer.name === "minio")));
+  project.provide("cephRgw", describe(running.find((peer) => peer.name === "ceph-rgw")));
+  return stopAll;
+}
+
+async function startPeers(running: RunningPeer[]): Promise<void> {
   const minioBinary = await findMinio();
   if (minioBinary) {
     running.push(await startMinio(minioBinary));
@@ -41,13 +58,4 @@ export default async function setup(project: TestProject): Promise<() => Promise
   } else {
     console.warn(`Skipping the Ceph RGW suites: ${cephDisabled ? "ENGRAM_TEST_CEPH=0" : `no radosgw. Enable them with ${CEPH_INSTALL}`}`);
   }
-
-  const describe = (peer: RunningPeer | undefined): S3Peer | null =>
-    peer ? { name: peer.name, endpoint: peer.endpoint, accessKey: peer.accessKey, secretKey: peer.secretKey } : null;
-  project.provide("minio", describe(running.find((peer) => peer.name === "minio")));
-  project.provide("cephRgw", describe(running.find((peer) => peer.name === "ceph-rgw")));
-
-  return async () => {
-    for (const peer of running) await peer.stop();
-  };
 }

@@ -2,7 +2,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { StorageClass } from "../gen/engram/v1/object_pb.js";
-import { PROTOCOLS, startTestEngram, storageClient, type TestEngram } from "./support/engram.js";
+import { backendsUnderTest } from "./support/backends.js";
+import { PROTOCOLS, storageClient, type TestEngram } from "./support/engram.js";
 import { MiB, download, random, sha256Hex, upload, uploadMessages } from "./support/objects.js";
 
 const BUCKET = "mnemos-artifacts";
@@ -17,17 +18,20 @@ async function failure(call: () => Promise<unknown>): Promise<ConnectError> {
   throw new Error("the call succeeded but was expected to fail");
 }
 
+const backends = await backendsUnderTest();
+
+describe.each(backends)("on $name", (backend) => {
 let engram: TestEngram;
 
 beforeAll(async () => {
-  engram = await startTestEngram();
+  if (backend.available) engram = await backend.start();
 });
 
 afterAll(async () => {
-  await engram.destroy();
+  await engram?.destroy();
 });
 
-describe.each(PROTOCOLS)("object API over %s", (protocol) => {
+describe.skipIf(!backend.available).each(PROTOCOLS)("object API over %s", (protocol) => {
   const client = () => storageClient(protocol, engram.url);
   const prefix = `${protocol}/`;
 
@@ -271,7 +275,7 @@ describe.each(PROTOCOLS)("object API over %s", (protocol) => {
   });
 });
 
-describe("buckets and limits", () => {
+describe.skipIf(!backend.available)("buckets and limits", () => {
   const client = () => storageClient("grpc", engram.url);
 
   it("lists the four MNEMOS buckets", async () => {
@@ -315,11 +319,12 @@ describe("buckets and limits", () => {
   });
 });
 
-describe("gRPC status message", () => {
+describe.skipIf(!backend.available)("gRPC status message", () => {
   it("non-ASCII key survives in the error message", async () => {
     const key = "missing/世界 100%";
     const err = await failure(() => storageClient("grpc", engram.url).getObject({ bucket: BUCKET, key }));
     expect(err.code).toBe(Code.NotFound);
     expect(err.rawMessage).toContain(key);
   });
+});
 });

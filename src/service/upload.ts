@@ -41,6 +41,9 @@ export interface UploadChunk {
  * blob is removed and nothing is committed.
  */
 export class UploadService {
+  /** Uploads between their first message and their end, successful or not. */
+  activeUploads = 0;
+
   constructor(
     private readonly metadata: MetadataStore,
     private readonly blobs: BlobStore,
@@ -48,6 +51,15 @@ export class UploadService {
   ) {}
 
   async upload(spec: UploadSpec, chunks: AsyncIterable<UploadChunk>, signal?: AbortSignal): Promise<ObjectRecord> {
+    this.activeUploads += 1;
+    try {
+      return await this.store(spec, chunks, signal);
+    } finally {
+      this.activeUploads -= 1;
+    }
+  }
+
+  private async store(spec: UploadSpec, chunks: AsyncIterable<UploadChunk>, signal?: AbortSignal): Promise<ObjectRecord> {
     this.validateSpec(spec);
     await requireBucket(this.metadata, spec.bucket);
     await this.checkPreconditionEarly(spec);

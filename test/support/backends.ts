@@ -4,6 +4,9 @@ import { Client } from "minio";
 import { inject } from "vitest";
 
 import { S3BlobStore } from "../../src/blob/s3/s3-blob-store.js";
+import type { StartOptions } from "../../src/engram.js";
+import { startTestEngram, type TestEngram } from "./engram.js";
+import { createTestDatabase, requirePostgres } from "./postgres.js";
 import type { S3Peer } from "./s3-peers.js";
 
 /** The S3 servers this run started; null when one is not installed here. */
@@ -53,4 +56,40 @@ export function s3StoreFor(peer: S3Peer, bucketPrefix = uniqueBucketPrefix()): S
     partSizeBytes: 5 * 1024 * 1024,
     partsInFlight: 2,
   });
+}
+
+/** One combination of blob and metadata store that a suite runs on. */
+export interface Backend {
+  readonly name: string;
+  /** False when a server it needs is not installed here (never in CI). */
+  readonly available: boolean;
+  start(env?: Record<string, string>, options?: Partial<StartOptions>): Promise<TestEngram>;
+}
+
+/**
+ * The combinations every end-to-end suite runs on: embedded (filesystem
+ * and PGlite) and production (MinIO and PostgreSQL, each database fresh).
+ */
+export async function backendsUnderTest(): Promise<Backend[]> {
+  const minio = inject("minio");
+  const postgres = await requirePostgres("the MinIO + PostgreSQL suites");
+  return [
+    { name: "embedded", available: true, start: (env = {}, options = {}) => startTestEngram(env, options) },
+    {
+      name: "MinIO + PostgreSQL",
+      available: minio !== null && !postgres.skip,
+      async start(env = {}, options = {}) {
+        postgres.assertAvailable();
+        const database = await createTestDatabase();
+        const engram = await startTestEngram({ ...s3Env(minio!), ENGRAM_METADATA_STORE: "postgres", ENGRAM_POSTGRES_URL: database.url, ...env }, options);
+        return {
+          ...engram,
+          async destroy() {
+            await engram.destroy();
+            await database.drop();
+          },
+        };
+      },
+    },
+  ];
 }
