@@ -9,7 +9,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { ConfigError, readConfig } from "../config.js";
-import { startEngram } from "../engram.js";
+import { openStores, startEngram } from "../engram.js";
+import { rebuildIndex } from "../service/rebuild-index.js";
 import { createLogger } from "../log.js";
 import { DEFAULT_URL, UsageError } from "./client.js";
 import * as commands from "./commands.js";
@@ -26,6 +27,10 @@ Commands:
   rm BUCKET/KEY              delete an object
   buckets                    list buckets
   health                     exit 0 if the server reports SERVING
+  admin rebuild-index        restore the metadata of every stored object from
+                             the blob store into an empty metadata database
+                             (same ENGRAM_* settings as serve; stop serve first
+                             on the embedded default)
 
 Options:
   --url URL                  server to talk to (default: $ENGRAM_URL or ${DEFAULT_URL})
@@ -106,6 +111,9 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
       return 0;
     case "health":
       return checkHealth(url, print);
+    case "admin":
+      if (args[0] !== "rebuild-index") throw new UsageError(`unknown admin command ${JSON.stringify(args[0] ?? "")}: use rebuild-index`);
+      return rebuild(io.env, print);
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }
@@ -137,6 +145,23 @@ async function serve(env: NodeJS.ProcessEnv): Promise<number> {
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
   });
+}
+
+/** Rebuilds the metadata index from the blob store with the server's own settings. */
+async function rebuild(env: NodeJS.ProcessEnv, print: (line: string) => void): Promise<number> {
+  const config = readConfig(env);
+  const log = createLogger(config.logLevel === "info" ? "warn" : config.logLevel);
+  const { blobs, metadata } = await openStores(config, log);
+  try {
+    const reports = await rebuildIndex(metadata, blobs, config.buckets, log);
+    for (const report of reports) {
+      print(`${report.bucket}: restored ${report.restored} objects, skipped ${report.superseded} older versions`);
+    }
+    return 0;
+  } finally {
+    await metadata.close();
+    await blobs.close();
+  }
 }
 
 async function checkHealth(url: string, print: (line: string) => void): Promise<number> {
