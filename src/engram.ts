@@ -20,6 +20,7 @@ import type { BlobStore } from "./blob/blob-store.js";
 import { FsBlobStore } from "./blob/fs/fs-blob-store.js";
 import { openS3BlobStore } from "./blob/s3/open-s3.js";
 import type { Config } from "./config.js";
+import { lockDataDir } from "./data-dir-lock.js";
 import type { MetadataStore } from "./metadata/metadata-store.js";
 import { openPGliteMetadataStore } from "./metadata/pglite/open-pglite.js";
 import { openPostgresMetadataStore } from "./metadata/postgres/open-postgres.js";
@@ -66,8 +67,32 @@ export interface StartOptions {
 
 export async function startEngram(config: Config, options: StartOptions): Promise<Engram> {
   const { log } = options;
-  const blobs = options.blobs ?? openBlobStore(config);
-  const metadata = options.metadata ?? (await openMetadataStore(config, log));
+  const usesDataDir = (options.blobs === undefined && config.blobStore === "fs") || (options.metadata === undefined && config.metadataStore === "pglite");
+  const unlock = usesDataDir ? await lockDataDir(config.dataDir) : async () => {};
+
+  let blobs: BlobStore | undefined;
+  let metadata: MetadataStore | undefined;
+  try {
+    blobs = options.blobs ?? openBlobStore(config);
+    metadata = options.metadata ?? (await openMetadataStore(config, log));
+    return await startServices(config, options, blobs, metadata, unlock);
+  } catch (err) {
+    // A failed start closes what it opened, so the process can exit.
+    await metadata?.close().catch(() => undefined);
+    await blobs?.close().catch(() => undefined);
+    await unlock();
+    throw err;
+  }
+}
+
+async function startServices(
+  config: Config,
+  options: StartOptions,
+  blobs: BlobStore,
+  metadata: MetadataStore,
+  unlock: () => Promise<void>,
+): Promise<Engram> {
+  const { log } = options;
   await metadata.ensureBuckets(config.buckets);
   await blobs.ensureBuckets(config.buckets);
 
@@ -112,7 +137,14 @@ export async function startEngram(config: Config, options: StartOptions): Promis
   const handler = withCors(withGrpcMessageEncoding(connectHandler), config.corsOrigins);
 
   const server = new ApiServer(handler);
-  const address = await server.listen(config.port, config.host);
+  let address;
+  try {
+    address = await server.listen(config.port, config.host);
+  } catch (err) {
+    await sweeper.stop();
+    await reads.stop();
+    throw err;
+  }
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${address.port}`;
   log.info({ url, dataDir: config.dataDir, blobs: blobs.kind, metadata: metadata.kind }, "engram started");
@@ -126,6 +158,7 @@ export async function startEngram(config: Config, options: StartOptions): Promis
       await reads.stop();
       await metadata.close();
       await blobs.close();
+      await unlock();
       log.info("engram stopped");
     })();
     return closing;

@@ -151,6 +151,7 @@ describe("download cancel", () => {
     ).rejects.toThrow();
 
     await waitFor(() => blobs.openReads === 0, "the blob read stream to close", 5000);
+    await waitFor(() => engram.logs.some((entry) => entry.rpc === "engram.v1.StorageService/Download" && entry.code === "Canceled"), "the cancelled Download log line", 5000);
     const read = blobs.bytesRead - readBefore;
     // The server may read ahead by the HTTP/2 windows and its read buffer,
     // but never the whole object.

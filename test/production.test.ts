@@ -19,6 +19,7 @@ const BUCKET = "mnemos-models";
 const backends = await backendsUnderTest();
 const production = backends.find((backend) => backend.name !== "embedded")!;
 const started: TestEngram[] = [];
+const databases: { drop(): Promise<void> }[] = [];
 
 /** An S3 store that remembers which blobs it started writing. */
 class RecordingS3BlobStore extends S3BlobStore {
@@ -36,6 +37,7 @@ class RecordingS3BlobStore extends S3BlobStore {
 
 afterAll(async () => {
   for (const engram of started) await engram.destroy();
+  for (const database of databases) await database.drop();
 });
 
 async function waitFor(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
@@ -146,6 +148,7 @@ describe.each(backends)("on $name", (backend) => {
     let env: Record<string, string> = { ...rebuildEnv(engram) };
     if (engram.config.metadataStore === "postgres") {
       const database = await createTestDatabase();
+      databases.push(database);
       env = { ...env, ENGRAM_POSTGRES_URL: database.url };
     } else {
       await rm(join(engram.dataDir, "metadata"), { recursive: true, force: true });

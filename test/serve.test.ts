@@ -70,3 +70,33 @@ it("invalid setting names the variable", async () => {
   expect(result.code).toBe(2);
   expect(result.stderr).toContain("ENGRAM_PORT");
 });
+
+it("taken port exits 1 at once", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "engram-serve-"));
+  dirs.push(dataDir);
+  const first = await serve({ ENGRAM_PORT: "0", ENGRAM_DATA_DIR: dataDir });
+  const port = new URL(first.url).port;
+  const otherDir = await mkdtemp(join(tmpdir(), "engram-serve-"));
+  dirs.push(otherDir);
+
+  const started = Date.now();
+  const second = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile(process.execPath, [CLI, "serve"], { env: { ...process.env, ENGRAM_PORT: port, ENGRAM_DATA_DIR: otherDir }, timeout: 30_000 }, (err, _stdout, stderr) => {
+      resolve({ code: err ? Number(err.code ?? 1) : 0, stderr });
+    });
+  });
+  expect(second.code).toBe(1);
+  expect(second.stderr).toContain("EADDRINUSE");
+  expect(Date.now() - started).toBeLessThan(20_000);
+
+  const sameDir = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile(process.execPath, [CLI, "serve"], { env: { ...process.env, ENGRAM_PORT: "0", ENGRAM_DATA_DIR: dataDir }, timeout: 30_000 }, (err, _stdout, stderr) => {
+      resolve({ code: err ? Number(err.code ?? 1) : 0, stderr });
+    });
+  });
+  expect(sameDir.code).toBe(1);
+  expect(sameDir.stderr).toContain("is in use by Engram process");
+
+  first.child.kill("SIGTERM");
+  expect(await first.exited).toBe(0);
+});

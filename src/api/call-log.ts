@@ -24,8 +24,11 @@ export function callLogInterceptor(log: Logger): Interceptor {
     req.contextValues.set(callFactsKey, facts);
     const rpc = `${req.service.typeName}/${req.method.name}`;
 
+    let logged = false;
     const finish = (err: unknown): ConnectError | undefined => {
       const error = err === undefined ? undefined : toConnectError(err, req.signal);
+      if (logged) return error;
+      logged = true;
       const entry = {
         rpc,
         bucket: facts.bucket,
@@ -53,6 +56,10 @@ export function callLogInterceptor(log: Logger): Interceptor {
       finish(undefined);
       return res;
     }
+
+    // A stream whose client went away may never resume its generator, so
+    // the cancellation is logged when the signal aborts.
+    req.signal.addEventListener("abort", () => finish(new ConnectError("the call was cancelled by the client", Code.Canceled)), { once: true });
 
     const messages = res.message;
     return {

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, rmSync } from "node:fs";
 import { rename, rm, stat as statFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -21,7 +21,7 @@ type Print = (line: string) => void;
 export async function put(url: string, file: string, target: string, contentType: string | undefined, print: Print): Promise<void> {
   const { bucket, key } = parseObjectPath(target, { keyRequired: true });
   const client = createStorageClient(url);
-  const size = (await statFile(file)).size;
+  const size = await readableFileSize(file);
   const sha256 = createHash("sha256");
 
   async function* requests(): AsyncGenerator<MessageInitShape<typeof UploadRequestSchema>> {
@@ -71,6 +71,12 @@ export async function get(url: string, source: string, file: string | undefined,
   }
 
   const sink = toStdout ? forwardTo(stdout) : createWriteStream(partial);
+  // Ctrl-C removes the partial file before the process ends.
+  const onInterrupt = (): void => {
+    if (!toStdout) rmSync(partial, { force: true });
+    process.exit(130);
+  };
+  process.once("SIGINT", onInterrupt);
   try {
     await pipeline(content, sink);
     const actual = sha256.digest("hex");
@@ -81,6 +87,8 @@ export async function get(url: string, source: string, file: string | undefined,
   } catch (err) {
     if (!toStdout) await rm(partial, { force: true });
     throw err;
+  } finally {
+    process.off("SIGINT", onInterrupt);
   }
   if (!toStdout) print(`downloaded ${bucket}/${key} to ${target}: ${size} bytes, sha256 ${expected}`);
 }
@@ -117,6 +125,21 @@ export async function remove(url: string, path: string, print: Print): Promise<v
 export async function buckets(url: string, print: Print): Promise<void> {
   const { buckets } = await createStorageClient(url).listBuckets({});
   for (const bucket of buckets) print(bucket.name);
+}
+
+/** Returns the size of a regular file, or fails with a message naming it. */
+async function readableFileSize(file: string): Promise<number> {
+  let info;
+  try {
+    info = await statFile(file);
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message;
+    throw new Error(`cannot read ${file}: ${reason}`);
+  }
+  if (!info.isFile()) {
+    throw new Error(`cannot upload ${file}: it is not a regular file`);
+  }
+  return info.size;
 }
 
 /** JSON of an object with the sha256 in hex, as sha256sum prints it. */

@@ -83,7 +83,7 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
     return command === undefined && !values.help ? 2 : 0;
   }
 
-  const url = values.url ?? io.env.ENGRAM_URL ?? DEFAULT_URL;
+  const url = serverUrl(values.url ?? io.env.ENGRAM_URL ?? DEFAULT_URL);
   const print = (line: string): void => {
     io.stdout.write(`${line}\n`);
   };
@@ -117,6 +117,20 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }
+}
+
+/** Checks the server URL before any call, so a typo gets a clear message. */
+function serverUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--url ${JSON.stringify(value)} is not a URL: give one such as ${DEFAULT_URL}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new UsageError(`--url ${JSON.stringify(value)} must start with http:// or https://, such as ${DEFAULT_URL}`);
+  }
+  return value;
 }
 
 function need(args: string[], index: number, name: string): string {

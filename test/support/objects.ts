@@ -10,6 +10,8 @@ export const MiB = 1024 * 1024;
 
 type UploadRequestInit = MessageInitShape<typeof UploadRequestSchema>;
 type SpecInit = MessageInitShape<typeof ObjectSpecSchema>;
+/** Optional spec fields of a test upload, beside bucket and key. */
+type SpecFields = Omit<Exclude<SpecInit, { $typeName: string }>, "bucket" | "key" | "$typeName">;
 
 export function sha256Hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
@@ -28,7 +30,7 @@ export async function* uploadMessages(spec: SpecInit, content: Uint8Array, chunk
   yield { writeOffset: BigInt(content.length), finishWrite: true };
 }
 
-export async function upload(client: Client<typeof StorageService>, bucket: string, key: string, content: Uint8Array, spec: Partial<SpecInit> = {}) {
+export async function upload(client: Client<typeof StorageService>, bucket: string, key: string, content: Uint8Array, spec: SpecFields = {}) {
   const { object } = await client.upload(uploadMessages({ bucket, key, ...spec }, content));
   return object!;
 }
