@@ -24,9 +24,9 @@ export interface Config {
   readonly readFlushIntervalMs: number;
   /** How long in-flight calls may run on after SIGTERM. */
   readonly shutdownGraceMs: number;
-  /** Where bytes live: the local filesystem, or an S3-compatible store. */
+  /** Store for bytes: the local filesystem, or an S3-compatible store. */
   readonly blobStore: "fs" | "s3";
-  /** Where metadata lives: embedded PGlite, or a PostgreSQL server. */
+  /** Store for metadata: embedded PGlite, or a PostgreSQL server. */
   readonly metadataStore: "pglite" | "postgres";
   readonly s3: S3Config;
   readonly postgres: PostgresConfig;

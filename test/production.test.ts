@@ -197,7 +197,7 @@ describe.each(backends)("on $name", (backend) => {
   });
 });
 
-/** The settings an engram was started with, as the CLI reads them. */
+/** Returns the settings an engram was started with, as the CLI reads them. */
 function rebuildEnv(engram: TestEngram): Record<string, string> {
   const config = engram.config;
   const env: Record<string, string> = { ENGRAM_DATA_DIR: config.dataDir, ENGRAM_LOG_LEVEL: "silent" };

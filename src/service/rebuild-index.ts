@@ -23,7 +23,7 @@ export interface RebuildReport {
  * metadata.
  *
  * NOTE: a blob that was replaced or deleted but not yet swept is still in
- * the store; a deleted object whose blob remains comes back as live.
+ * the store, so a deleted object whose blob remains comes back as live.
  */
 export async function rebuildIndex(metadata: MetadataStore, blobs: BlobStore, buckets: readonly string[], log: Logger): Promise<RebuildReport[]> {
   await metadata.ensureBuckets(buckets);

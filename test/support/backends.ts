@@ -9,7 +9,7 @@ import { startTestEngram, type TestEngram } from "./engram.js";
 import { createTestDatabase, requirePostgres } from "./postgres.js";
 import type { S3Peer } from "./s3-peers.js";
 
-/** The S3 servers this run started; null when one is not installed here. */
+/** Returns the S3 servers this run started, with null for one not installed here. */
 export function s3Peers(): { name: string; peer: S3Peer | null }[] {
   return [
     { name: "MinIO", peer: inject("minio") },
@@ -30,7 +30,7 @@ export function minioClientFor(peer: S3Peer): Client {
   });
 }
 
-/** A bucket prefix unique to one test, so tests sharing a server never meet. */
+/** Returns a bucket prefix unique to one test, so tests sharing a server never meet. */
 export function uniqueBucketPrefix(): string {
   return `t${randomBytes(4).toString("hex")}-`;
 }
@@ -67,7 +67,7 @@ export interface Backend {
 }
 
 /**
- * The combinations every end-to-end suite runs on: embedded (filesystem
+ * Lists the combinations every end-to-end suite runs on: embedded (filesystem
  * and PGlite) and production (MinIO and PostgreSQL, each database fresh).
  */
 export async function backendsUnderTest(): Promise<Backend[]> {

@@ -10,9 +10,10 @@ import { S3BlobStore } from "./s3-blob-store.js";
 export function openS3BlobStore(config: S3Config): S3BlobStore {
   const endpoint = new URL(config.endpoint);
   const useSSL = endpoint.protocol === "https:";
+  const defaultPort = useSSL ? 443 : 80;
   const client = new Client({
     endPoint: endpoint.hostname,
-    port: endpoint.port === "" ? (useSSL ? 443 : 80) : Number(endpoint.port),
+    port: endpoint.port === "" ? defaultPort : Number(endpoint.port),
     useSSL,
     accessKey: config.accessKey,
     secretKey: config.secretKey,

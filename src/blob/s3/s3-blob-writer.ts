@@ -29,8 +29,8 @@ export function partSizeFor(declaredSize: number | undefined, fallback: number):
 }
 
 /**
- * Writes one blob. Content is gathered into parts; the first full part
- * starts a multipart upload, and at most `partsInFlight` parts are sent at
+ * Writes one blob. Content is gathered into parts, and the first full part
+ * starts a multipart upload. At most `partsInFlight` parts are sent at
  * once, so memory per upload is about (partsInFlight + 1) part sizes. A blob
  * smaller than one part is sent with a single PUT at the end.
  */
