@@ -4,16 +4,19 @@
  */
 import { join } from "node:path";
 
+import type { AddressInfo } from "node:net";
+
 import type { DescFile } from "@bufbuild/protobuf";
-import { cors as connectCors, type ConnectRouter } from "@connectrpc/connect";
+import { cors as connectCors, createContextValues, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 
 import { file_engram_v1_storage_service } from "../gen/engram/v1/storage_service_pb.js";
 import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
 import { allowAll, type Authorizer } from "./api/authorize.js";
-import { callLogInterceptor } from "./api/call-log.js";
-import { HealthStatus, ServingStatus, registerHealth } from "./api/health.js";
+import { CallTracker, callFactsKey, callLogInterceptor } from "./api/call-log.js";
+import { HealthMonitor } from "./api/health-monitor.js";
+import { HealthStatus, registerHealth } from "./api/health.js";
 import { registerReflection } from "./api/reflection.js";
 import { registerStorageService } from "./api/storage-handler.js";
 import type { BlobStore } from "./blob/blob-store.js";
@@ -24,6 +27,9 @@ import { lockDataDir } from "./data-dir-lock.js";
 import type { MetadataStore } from "./metadata/metadata-store.js";
 import { openPGliteMetadataStore } from "./metadata/pglite/open-pglite.js";
 import { openPostgresMetadataStore } from "./metadata/postgres/open-postgres.js";
+import { OpsServer } from "./http/ops-server.js";
+import { InstrumentedBlobStore, instrumentMetadataStore } from "./metrics/instrumented-stores.js";
+import { createMetrics, type Metrics } from "./metrics/metrics.js";
 import { ApiServer, type RequestHandler } from "./server/api-server.js";
 import { withGrpcMessageEncoding } from "./server/grpc-message.js";
 import { BlobSweeper } from "./service/blob-sweeper.js";
@@ -53,6 +59,10 @@ export interface Engram {
   readonly health: HealthStatus;
   readonly catalog: CatalogService;
   readonly uploads: UploadService;
+  /** Base URL of the operations port (/metrics, /healthz, /readyz). */
+  readonly metricsUrl: string;
+  readonly metrics: Metrics;
+  readonly monitor: HealthMonitor;
   /** Stops the servers, lets calls finish for the shutdown grace period, and closes the stores. */
   close(graceMs?: number): Promise<void>;
 }
@@ -107,17 +117,21 @@ async function startServices(
     maxTags: 50,
   };
 
-  const sweeper = new BlobSweeper(metadata, blobs, log, config.blobDeleteGraceMs);
-  sweeper.start(SWEEP_INTERVAL_MS);
-  const reads = new ReadCounter(metadata, log, config.readFlushIntervalMs);
-  reads.start();
+  // The services see timed stores; `blobs` and `metadata` stay the plain
+  // adapters for callers that need their own API.
+  const metrics = createMetrics(metadata.poolStats ? () => metadata.poolStats?.() : undefined);
+  const timedBlobs = new InstrumentedBlobStore(blobs, metrics.storageOperationDuration);
+  const timedMetadata = instrumentMetadataStore(metadata, metrics.storageOperationDuration);
 
-  const uploads = new UploadService(metadata, blobs, limits);
-  const downloads = new DownloadService(metadata, blobs, limits, reads);
-  const catalog = new CatalogService(metadata, sweeper, limits);
+  const sweeper = new BlobSweeper(timedMetadata, timedBlobs, log, config.blobDeleteGraceMs);
+  const reads = new ReadCounter(timedMetadata, log, config.readFlushIntervalMs);
+  const uploads = new UploadService(timedMetadata, timedBlobs, limits);
+  const downloads = new DownloadService(timedMetadata, timedBlobs, limits, reads);
+  const catalog = new CatalogService(timedMetadata, sweeper, limits);
 
   const health = new HealthStatus();
-  health.set(STORAGE_SERVICE_NAME, ServingStatus.SERVING);
+  const monitor = new HealthMonitor(health, [STORAGE_SERVICE_NAME], metadata, blobs, log);
+  const calls = new CallTracker();
 
   const routes = (router: ConnectRouter): void => {
     registerStorageService(router, { uploads, downloads, catalog, authorizer: options.authorizer ?? allowAll, limits });
@@ -132,28 +146,44 @@ async function startServices(
     // Object content is mostly incompressible model weights: gzip would
     // cost CPU and cut download speed to a fraction.
     acceptCompression: [],
-    interceptors: [callLogInterceptor(log)],
+    interceptors: [callLogInterceptor(log, metrics, calls)],
+    contextValues: (req) => createContextValues().set(callFactsKey, { peer: `${req.socket.remoteAddress}:${req.socket.remotePort}` }),
   });
   const handler = withCors(withGrpcMessageEncoding(connectHandler), config.corsOrigins);
 
   const server = new ApiServer(handler);
+  const ops = new OpsServer(metrics.registry, health);
   let address;
+  let opsAddress;
   try {
+    await monitor.start(config.healthIntervalMs);
     address = await server.listen(config.port, config.host);
+    opsAddress = await ops.listen(config.metricsPort, config.host);
   } catch (err) {
-    await sweeper.stop();
-    await reads.stop();
+    await monitor.stop();
+    await server.close(0);
+    await ops.close();
     throw err;
   }
-  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  const url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${address.port}`;
-  log.info({ url, dataDir: config.dataDir, blobs: blobs.kind, metadata: metadata.kind }, "engram started");
+  sweeper.start(SWEEP_INTERVAL_MS);
+  reads.start();
+
+  const url = urlOf(address);
+  const metricsUrl = urlOf(opsAddress);
+  log.info({ url, metricsUrl, dataDir: config.dataDir, blobs: blobs.kind, metadata: metadata.kind }, "engram started");
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = config.shutdownGraceMs): Promise<void> => {
     closing ??= (async () => {
+      // Readiness first, so load balancers stop sending calls, then refuse
+      // new calls and give running ones the grace period.
+      await monitor.stop();
       health.shutdown();
+      calls.shuttingDown = true;
       await server.close(graceMs);
+      // Handlers of streams cut off at the deadline still clean up.
+      await calls.idle(5000);
+      await ops.close();
       await sweeper.stop();
       await reads.stop();
       await metadata.close();
@@ -164,7 +194,12 @@ async function startServices(
     return closing;
   };
 
-  return { config, url, port: address.port, blobs, metadata, health, catalog, uploads, close };
+  return { config, url, port: address.port, metricsUrl, blobs, metadata, health, catalog, uploads, metrics, monitor, close };
+}
+
+function urlOf(address: AddressInfo): string {
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${address.port}`;
 }
 
 /** Opens the blob and metadata stores the configuration names, with migrations applied. */

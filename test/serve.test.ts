@@ -45,7 +45,7 @@ function health(url: string): Promise<{ code: number; stdout: string }> {
 it("serve answers health and exits 0 on SIGTERM", async () => {
   const dataDir = await mkdtemp(join(tmpdir(), "engram-serve-"));
   dirs.push(dataDir);
-  const server = await serve({ ENGRAM_PORT: "0", ENGRAM_DATA_DIR: dataDir, ENGRAM_SHUTDOWN_GRACE_SECONDS: "1" });
+  const server = await serve({ ENGRAM_PORT: "0", ENGRAM_METRICS_PORT: "0", ENGRAM_DATA_DIR: dataDir, ENGRAM_SHUTDOWN_GRACE_SECONDS: "1" });
 
   const check = await health(server.url);
   expect(check.stdout.trim()).toBe("SERVING");
@@ -74,14 +74,14 @@ it("invalid setting names the variable", async () => {
 it("taken port exits 1 at once", async () => {
   const dataDir = await mkdtemp(join(tmpdir(), "engram-serve-"));
   dirs.push(dataDir);
-  const first = await serve({ ENGRAM_PORT: "0", ENGRAM_DATA_DIR: dataDir });
+  const first = await serve({ ENGRAM_PORT: "0", ENGRAM_METRICS_PORT: "0", ENGRAM_DATA_DIR: dataDir });
   const port = new URL(first.url).port;
   const otherDir = await mkdtemp(join(tmpdir(), "engram-serve-"));
   dirs.push(otherDir);
 
   const started = Date.now();
   const second = await new Promise<{ code: number; stderr: string }>((resolve) => {
-    execFile(process.execPath, [CLI, "serve"], { env: { ...process.env, ENGRAM_PORT: port, ENGRAM_DATA_DIR: otherDir }, timeout: 30_000 }, (err, _stdout, stderr) => {
+    execFile(process.execPath, [CLI, "serve"], { env: { ...process.env, ENGRAM_PORT: port, ENGRAM_METRICS_PORT: "0", ENGRAM_DATA_DIR: otherDir }, timeout: 30_000 }, (err, _stdout, stderr) => {
       resolve({ code: err ? Number(err.code ?? 1) : 0, stderr });
     });
   });
@@ -90,7 +90,7 @@ it("taken port exits 1 at once", async () => {
   expect(Date.now() - started).toBeLessThan(20_000);
 
   const sameDir = await new Promise<{ code: number; stderr: string }>((resolve) => {
-    execFile(process.execPath, [CLI, "serve"], { env: { ...process.env, ENGRAM_PORT: "0", ENGRAM_DATA_DIR: dataDir }, timeout: 30_000 }, (err, _stdout, stderr) => {
+    execFile(process.execPath, [CLI, "serve"], { env: { ...process.env, ENGRAM_PORT: "0", ENGRAM_METRICS_PORT: "0", ENGRAM_DATA_DIR: dataDir }, timeout: 30_000 }, (err, _stdout, stderr) => {
       resolve({ code: err ? Number(err.code ?? 1) : 0, stderr });
     });
   });

@@ -1,6 +1,7 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 
+import type { Metrics } from "../metrics/metrics.js";
 import { toConnectError } from "./errors.js";
 
 /** Per-call facts that handlers fill in for the call's log line. */
@@ -8,29 +9,100 @@ export interface CallFacts {
   bucket?: string;
   /** Content bytes received or sent. */
   bytes?: number;
+  /** Remote address and port, set from the HTTP request. */
+  peer?: string;
 }
 
-export const callFactsKey = createContextKey<CallFacts>({});
+export const callFactsKey = createContextKey<CallFacts | undefined>(undefined);
+
+/** Returns the facts of the current call, which the interceptor created. */
+export function callFactsOf(values: { get(key: typeof callFactsKey): CallFacts | undefined }): CallFacts {
+  return values.get(callFactsKey) ?? {};
+}
+
+const UPLOAD = "engram.v1.StorageService/Upload";
+const DOWNLOAD = "engram.v1.StorageService/Download";
 
 /**
- * Maps every error to its gRPC code and writes one log line per call with
- * rpc, bucket, code, duration and bytes. Streaming responses are logged
- * when their last message is sent, without buffering them.
+ * Calls in progress. At shutdown the server stops taking new calls and
+ * waits for these to end.
  */
-export function callLogInterceptor(log: Logger): Interceptor {
+export class CallTracker {
+  private active = 0;
+  private waiters: (() => void)[] = [];
+  shuttingDown = false;
+
+  get count(): number {
+    return this.active;
+  }
+
+  begin(): void {
+    this.active += 1;
+  }
+
+  end(): void {
+    this.active -= 1;
+    if (this.active === 0) {
+      for (const wake of this.waiters.splice(0)) wake();
+    }
+  }
+
+  /** Resolves when no call is in progress, or after `timeoutMs`. */
+  async idle(timeoutMs: number): Promise<void> {
+    if (this.active === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+/** Names the wire protocol of a request from its content type. */
+function protocolOf(contentType: string | null): string {
+  if (contentType === null) return "connect";
+  if (contentType.startsWith("application/grpc-web")) return "grpc-web";
+  if (contentType.startsWith("application/grpc")) return "grpc";
+  return "connect";
+}
+
+/**
+ * Maps every error to its gRPC code, counts the call in the metrics, and
+ * writes one log line per call with rpc, protocol, peer, bucket, code,
+ * duration and bytes. Streaming responses are logged when their last
+ * message is sent, without buffering them. During shutdown new calls are
+ * rejected with UNAVAILABLE.
+ */
+export function callLogInterceptor(log: Logger, metrics: Metrics, calls: CallTracker): Interceptor {
   return (next) => async (req) => {
-    const started = performance.now();
-    const facts: CallFacts = {};
-    req.contextValues.set(callFactsKey, facts);
     const rpc = `${req.service.typeName}/${req.method.name}`;
+    if (calls.shuttingDown) {
+      throw new ConnectError("the server is shutting down: retry on another replica", Code.Unavailable);
+    }
+
+    const started = performance.now();
+    // The HTTP layer may have created the facts with the peer address.
+    const facts = req.contextValues.get(callFactsKey) ?? {};
+    req.contextValues.set(callFactsKey, facts);
+    const protocol = protocolOf(req.header.get("content-type"));
+    calls.begin();
+    if (rpc === UPLOAD) metrics.activeUploads.inc();
 
     let logged = false;
     const finish = (err: unknown): ConnectError | undefined => {
       const error = err === undefined ? undefined : toConnectError(err, req.signal);
       if (logged) return error;
       logged = true;
+      calls.end();
+      if (rpc === UPLOAD) metrics.activeUploads.dec();
+      count(metrics, rpc, facts, error);
+
       const entry = {
         rpc,
+        protocol,
+        peer: facts.peer,
         bucket: facts.bucket,
         code: error ? Code[error.code] : "OK",
         durationMs: Math.round(performance.now() - started),
@@ -74,4 +146,21 @@ export function callLogInterceptor(log: Logger): Interceptor {
       })(),
     };
   };
+}
+
+function count(metrics: Metrics, rpc: string, facts: CallFacts, error: ConnectError | undefined): void {
+  const bucket = facts.bucket ?? "";
+  if (rpc === DOWNLOAD && facts.bytes) {
+    metrics.downloadsBytesTotal.inc({ bucket }, facts.bytes);
+  }
+  if (error) {
+    metrics.failedOperationsTotal.inc({ operation: rpc.slice(rpc.indexOf("/") + 1), code: Code[error.code] });
+    return;
+  }
+  if (rpc === UPLOAD) {
+    metrics.uploadsTotal.inc({ bucket });
+    metrics.uploadsBytesTotal.inc({ bucket }, facts.bytes ?? 0);
+  } else if (rpc === DOWNLOAD) {
+    metrics.downloadsTotal.inc({ bucket });
+  }
 }

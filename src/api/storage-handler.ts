@@ -11,7 +11,7 @@ import { StorageError, invalidArgument } from "../service/errors.js";
 import type { Limits } from "../service/limits.js";
 import type { UploadChunk, UploadService } from "../service/upload.js";
 import type { Authorizer } from "./authorize.js";
-import { callFactsKey } from "./call-log.js";
+import { callFactsOf } from "./call-log.js";
 import { checksumsToProto, numberFromInt64, objectToProto, uploadSpecFromProto } from "./convert.js";
 
 export interface StorageHandlerDeps {
@@ -44,7 +44,7 @@ function createStorageHandler({ uploads, downloads, catalog, authorizer, limits 
       }
 
       const spec = uploadSpecFromProto(first.value.spec);
-      const facts = ctx.values.get(callFactsKey);
+      const facts = callFactsOf(ctx.values);
       facts.bucket = spec.bucket;
       await authorizer.authorize(ctx, "object.write", spec.bucket, spec.key);
 
@@ -54,7 +54,7 @@ function createStorageHandler({ uploads, downloads, catalog, authorizer, limits 
     },
 
     async *download(request, ctx) {
-      const facts = ctx.values.get(callFactsKey);
+      const facts = callFactsOf(ctx.values);
       facts.bucket = request.bucket;
       facts.bytes = 0;
       await authorizer.authorize(ctx, "object.read", request.bucket, request.key);
@@ -87,21 +87,21 @@ function createStorageHandler({ uploads, downloads, catalog, authorizer, limits 
     },
 
     async getObject(request, ctx) {
-      ctx.values.get(callFactsKey).bucket = request.bucket;
+      callFactsOf(ctx.values).bucket = request.bucket;
       await authorizer.authorize(ctx, "object.read", request.bucket, request.key);
       const object = await catalog.getObject(request.bucket, request.key, numberFromInt64(request.generation, "generation"));
       return { object: objectToProto(object) };
     },
 
     async listObjects(request, ctx) {
-      ctx.values.get(callFactsKey).bucket = request.bucket;
+      callFactsOf(ctx.values).bucket = request.bucket;
       await authorizer.authorize(ctx, "object.list", request.bucket);
       const page = await catalog.listObjects(request);
       return { objects: page.objects.map(objectToProto), prefixes: page.prefixes, nextPageToken: page.nextPageToken };
     },
 
     async deleteObject(request, ctx) {
-      ctx.values.get(callFactsKey).bucket = request.bucket;
+      callFactsOf(ctx.values).bucket = request.bucket;
       await authorizer.authorize(ctx, "object.delete", request.bucket, request.key);
       const ifGenerationMatch = request.ifGenerationMatch === undefined ? undefined : numberFromInt64(request.ifGenerationMatch, "if_generation_match");
       await catalog.deleteObject(request.bucket, request.key, ifGenerationMatch);
@@ -115,7 +115,7 @@ function createStorageHandler({ uploads, downloads, catalog, authorizer, limits 
     },
 
     async getBucket(request, ctx) {
-      ctx.values.get(callFactsKey).bucket = request.name;
+      callFactsOf(ctx.values).bucket = request.name;
       await authorizer.authorize(ctx, "bucket.read", request.name);
       const bucket = await catalog.getBucket(request.name);
       return {

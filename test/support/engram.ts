@@ -35,7 +35,7 @@ export async function startTestEngram(
   options: Partial<StartOptions> & { dataDir?: string } = {},
 ): Promise<TestEngram> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "engram-test-")));
-  const config: Config = readConfig({ ENGRAM_PORT: "0", ENGRAM_HOST: "127.0.0.1", ENGRAM_DATA_DIR: dataDir, ...env });
+  const config: Config = readConfig({ ENGRAM_PORT: "0", ENGRAM_METRICS_PORT: "0", ENGRAM_HOST: "127.0.0.1", ENGRAM_DATA_DIR: dataDir, ...env });
   const logs: LogEntry[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
