@@ -1,11 +1,15 @@
 import { execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, expect, it } from "vitest";
+
+import { storageClient } from "./support/engram.js";
 
 const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
 const dirs: string[] = [];
@@ -18,6 +22,7 @@ afterAll(async () => {
 async function serve(env: Record<string, string>) {
   const child = spawn(process.execPath, [CLI, "serve"], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const lines: Record<string, unknown>[] = [];
+  let metricsUrl = "";
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("engram serve did not log its URL within 20 s")), 20_000);
     createInterface({ input: child.stdout }).on("line", (line) => {
@@ -25,13 +30,14 @@ async function serve(env: Record<string, string>) {
       lines.push(entry);
       if (entry.msg === "engram started") {
         clearTimeout(timer);
+        metricsUrl = String(entry.metricsUrl);
         resolve(String(entry.url));
       }
     });
     child.once("exit", (code) => reject(new Error(`engram serve exited with ${code} before it started`)));
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, url, lines, exited };
+  return { child, url, metricsUrl, lines, exited };
 }
 
 function health(url: string): Promise<{ code: number; stdout: string }> {
@@ -99,4 +105,65 @@ it("taken port exits 1 at once", async () => {
 
   first.child.kill("SIGTERM");
   expect(await first.exited).toBe(0);
+});
+
+it("SIGTERM drains calls and cuts off the rest", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "engram-serve-"));
+  dirs.push(dataDir);
+  const server = await serve({ ENGRAM_PORT: "0", ENGRAM_METRICS_PORT: "0", ENGRAM_DATA_DIR: dataDir, ENGRAM_SHUTDOWN_GRACE_SECONDS: "3" });
+  const client = storageClient("grpc", server.url);
+
+  /** Sends `chunks` chunks of 64 KiB, one every `intervalMs`, then finishes. */
+  const slowUpload = (key: string, chunks: number, intervalMs: number) =>
+    client.upload(
+      (async function* () {
+        yield { spec: { bucket: "mnemos-models", key } };
+        for (let i = 0; i < chunks; i++) {
+          yield { writeOffset: BigInt(i * 65536), data: { content: randomBytes(65536) } };
+          await new Promise((resolve) => setTimeout(resolve, intervalMs));
+        }
+        yield { writeOffset: BigInt(chunks * 65536), finishWrite: true };
+      })(),
+    );
+  const quick = slowUpload("drain/quick", 4, 100);
+  const slow = slowUpload("drain/slow", 100, 100).then(
+    () => undefined,
+    (err: unknown) => ConnectError.from(err),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 300));
+
+  server.child.kill("SIGTERM");
+  let readiness = 0;
+  for (let i = 0; i < 40 && readiness !== 503; i++) {
+    readiness = await fetch(`${server.metricsUrl}/readyz`).then(
+      (response) => response.status,
+      () => 0,
+    );
+    if (readiness !== 503) await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  expect(readiness).toBe(503);
+
+  const refused = await client.getObject({ bucket: "mnemos-models", key: "drain/quick" }).then(
+    () => undefined,
+    (err: unknown) => ConnectError.from(err),
+  );
+  expect(refused?.code).toBe(Code.Unavailable);
+
+  const quickObject = await quick;
+  expect(quickObject.object?.size).toBe(BigInt(4 * 65536));
+  const cut = await slow;
+  expect(cut).toBeInstanceOf(ConnectError);
+  expect(await server.exited).toBe(0);
+
+  const again = await serve({ ENGRAM_PORT: "0", ENGRAM_METRICS_PORT: "0", ENGRAM_DATA_DIR: dataDir });
+  const afterClient = storageClient("grpc", again.url);
+  const kept = await afterClient.getObject({ bucket: "mnemos-models", key: "drain/quick" });
+  expect(kept.object?.size).toBe(BigInt(4 * 65536));
+  const gone = await afterClient.getObject({ bucket: "mnemos-models", key: "drain/slow" }).then(
+    () => undefined,
+    (err: unknown) => ConnectError.from(err),
+  );
+  expect(gone?.code).toBe(Code.NotFound);
+  again.child.kill("SIGTERM");
+  expect(await again.exited).toBe(0);
 });

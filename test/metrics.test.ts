@@ -1,0 +1,96 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { startTestEngram, storageClient, type TestEngram } from "./support/engram.js";
+import { download, random, upload } from "./support/objects.js";
+
+let engram: TestEngram;
+let text: string;
+
+/** Returns the value of one sample line, such as `engram_uploads_total{bucket="a"}`. */
+function sample(name: string): number | undefined {
+  for (const line of text.split("\n")) {
+    if (line.startsWith(`${name} `)) return Number(line.slice(name.length + 1));
+  }
+  return undefined;
+}
+
+async function failure(call: () => Promise<unknown>): Promise<Code | undefined> {
+  return call().then(
+    () => undefined,
+    (err: unknown) => ConnectError.from(err).code,
+  );
+}
+
+beforeAll(async () => {
+  engram = await startTestEngram();
+  const client = storageClient("grpc", engram.url);
+
+  await upload(client, "mnemos-models", "m/a", random(100));
+  await upload(client, "mnemos-models", "m/b", random(200));
+  await upload(client, "mnemos-logs", "l/a", random(50));
+  expect(await failure(() => upload(client, "mnemos-models", "bad//key", random(10)))).toBe(Code.InvalidArgument);
+
+  for (let i = 0; i < 3; i++) await download(client, { bucket: "mnemos-models", key: "m/a" });
+  await download(client, { bucket: "mnemos-models", key: "m/b", readOffset: 50n, readLimit: 10n });
+  expect(await failure(() => download(client, { bucket: "mnemos-models", key: "m/missing" }))).toBe(Code.NotFound);
+  expect(await failure(() => client.getObject({ bucket: "mnemos-models", key: "m/missing" }))).toBe(Code.NotFound);
+
+  const response = await fetch(`${engram.metricsUrl}/metrics`);
+  expect(response.status).toBe(200);
+  text = await response.text();
+});
+
+afterAll(async () => {
+  await engram.destroy();
+});
+
+describe("metrics endpoint", () => {
+  it("counts uploads by bucket", () => {
+    expect(sample('engram_uploads_total{bucket="mnemos-models"}')).toBe(2);
+    expect(sample('engram_uploads_bytes_total{bucket="mnemos-models"}')).toBe(300);
+    expect(sample('engram_uploads_total{bucket="mnemos-logs"}')).toBe(1);
+    expect(sample('engram_uploads_bytes_total{bucket="mnemos-logs"}')).toBe(50);
+  });
+
+  it("counts downloads and their bytes", () => {
+    expect(sample('engram_downloads_total{bucket="mnemos-models"}')).toBe(4);
+    expect(sample('engram_downloads_bytes_total{bucket="mnemos-models"}')).toBe(310);
+  });
+
+  it("counts failures by operation and code", () => {
+    expect(sample('engram_failed_operations_total{operation="Upload",code="InvalidArgument"}')).toBe(1);
+    expect(sample('engram_failed_operations_total{operation="Download",code="NotFound"}')).toBe(1);
+    expect(sample('engram_failed_operations_total{operation="GetObject",code="NotFound"}')).toBe(1);
+  });
+
+  it("active uploads return to zero", () => {
+    expect(sample("engram_active_uploads")).toBe(0);
+  });
+
+  it("times store operations by backend", () => {
+    expect(sample('engram_storage_operations_duration_seconds_count{operation="metadata.commitObject",backend="pglite"}')).toBe(3);
+    expect(sample('engram_storage_operations_duration_seconds_count{operation="blob.finish",backend="fs"}')).toBe(3);
+  });
+
+  it("includes process metrics", () => {
+    expect(text).toContain("process_cpu_user_seconds_total");
+    expect(text).toContain("nodejs_eventloop_lag_seconds");
+  });
+
+  it("never labels with a key", () => {
+    expect(text).not.toContain("m/a");
+    expect(text).not.toContain("m/missing");
+  });
+});
+
+describe("health endpoints", () => {
+  it("healthz and readyz answer 200", async () => {
+    expect((await fetch(`${engram.metricsUrl}/healthz`)).status).toBe(200);
+    expect((await fetch(`${engram.metricsUrl}/readyz`)).status).toBe(200);
+  });
+
+  it("unknown path is 404", async () => {
+    expect((await fetch(`${engram.metricsUrl}/nope`)).status).toBe(404);
+  });
+});
