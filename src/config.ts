@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 
+import { readKvSecret, VaultError } from "./secrets/vault.js";
 import { validateBucketName } from "./service/names.js";
 
 /** Engram's settings, read once from the environment at start. */
@@ -9,6 +10,10 @@ export interface Config {
   readonly host: string;
   /** Port of the API: gRPC, gRPC-Web and Connect on one port. */
   readonly port: number;
+  /** Port of /metrics, /healthz and /readyz; 0 picks a free one. */
+  readonly metricsPort: number;
+  /** How often the stores are probed for the health status. */
+  readonly healthIntervalMs: number;
   /** Directory of the embedded blob store and PGlite database. */
   readonly dataDir: string;
   /** Buckets created at start if missing. */
@@ -30,6 +35,7 @@ export interface Config {
   readonly metadataStore: "pglite" | "postgres";
   readonly s3: S3Config;
   readonly postgres: PostgresConfig;
+  readonly vault: VaultConfig;
 }
 
 export interface S3Config {
@@ -58,7 +64,31 @@ export interface PostgresConfig {
   readonly idleInTransactionTimeoutMs: number;
 }
 
+/** HashiCorp Vault KV version 2 secret that secret settings may be read from. */
+export interface VaultConfig {
+  /** Base URL of the Vault server, such as https://vault:8200; empty when Vault is not used. */
+  readonly addr: string;
+  readonly token: string;
+  /** Mount path of the KV version 2 engine, such as secret. */
+  readonly mount: string;
+  /** Path of the secret below the mount, such as mnemos/engram. */
+  readonly path: string;
+  readonly timeoutMs: number;
+  /** Field of the Vault secret for each secret setting that names one. */
+  readonly fields: Readonly<Partial<Record<SecretVariable, string>>>;
+}
+
+/** Settings that contain credentials, so they may come from a file or from Vault. */
+export const SECRET_VARIABLES = ["ENGRAM_S3_ACCESS_KEY", "ENGRAM_S3_SECRET_KEY", "ENGRAM_POSTGRES_URL", "ENGRAM_POSTGRES_PASSWORD"] as const;
+export type SecretVariable = (typeof SECRET_VARIABLES)[number];
+
+/** Source of a secret setting's value; the first three are in order of precedence. */
+export type SecretSource = "env" | "file" | "vault" | "unset";
+
 export const DEFAULT_BUCKETS = ["mnemos-models", "mnemos-artifacts", "mnemos-backups", "mnemos-logs"] as const;
+
+/** How often the health monitor probes the stores. */
+const HEALTH_INTERVAL_MS = 2000;
 
 const MiB = 1024 * 1024;
 const TiB = 1024 * 1024 * MiB;
@@ -68,11 +98,67 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
-/** Reads and validates the configuration; the result is frozen. */
+/**
+ * Reads and validates the configuration without network access; the result
+ * is frozen. Use loadConfig when a secret may come from Vault.
+ *
+ * @throws ConfigError naming the variable of an invalid setting.
+ * @throws Error when a secret setting is left to Vault, which only
+ * loadConfig reads.
+ */
 export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const pending = SECRET_VARIABLES.filter((name) => secretSource(env, name) === "vault");
+  if (pending.length > 0) {
+    throw new Error(`${pending.join(", ")} must be read from Vault (${pending[0]}_VAULT_FIELD is set): load the configuration with loadConfig, not readConfig`);
+  }
+  return buildConfig(env, {});
+}
+
+/**
+ * Reads the configuration like readConfig, but first reads from Vault every
+ * secret setting that has a NAME_VAULT_FIELD and neither NAME nor
+ * NAME_FILE. It makes one request, and only when some secret needs it.
+ *
+ * @throws ConfigError naming the variable of an invalid setting, or the
+ * ENGRAM_VAULT_* variable to fix when the Vault read fails.
+ */
+export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  const vault = readVaultConfig(env);
+  const pending = SECRET_VARIABLES.filter((name) => secretSource(env, name) === "vault");
+  if (pending.length === 0) return buildConfig(env, {}, vault);
+
+  let fields: Record<string, unknown>;
+  try {
+    fields = await readKvSecret(vault);
+  } catch (err) {
+    if (err instanceof VaultError) throw new ConfigError(`cannot read ${pending.join(", ")} from Vault: ${err.message}`, { cause: err });
+    throw err;
+  }
+
+  const values: Partial<Record<SecretVariable, string>> = {};
+  for (const name of pending) {
+    values[name] = vaultField(vault, name, fields);
+  }
+  return buildConfig(env, values, vault);
+}
+
+/**
+ * Returns where the value of a secret setting comes from: the variable
+ * itself wins over NAME_FILE, which wins over NAME_VAULT_FIELD.
+ */
+export function secretSource(env: NodeJS.ProcessEnv, name: string): SecretSource {
+  if (env[name] !== undefined && env[name] !== "") return "env";
+  if (env[`${name}_FILE`]?.trim()) return "file";
+  if (env[`${name}_VAULT_FIELD`]?.trim()) return "vault";
+  return "unset";
+}
+
+function buildConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVariable, string>>, vault = readVaultConfig(env)): Config {
   const config: Config = {
     host: text(env, "ENGRAM_HOST", "127.0.0.1"),
     port: integer(env, "ENGRAM_PORT", 9000, 0, 65535),
+    metricsPort: integer(env, "ENGRAM_METRICS_PORT", 9001, 0, 65535),
+    healthIntervalMs: HEALTH_INTERVAL_MS,
     dataDir: resolve(text(env, "ENGRAM_DATA_DIR", "data")),
     buckets: bucketList(env, "ENGRAM_BUCKETS"),
     corsOrigins: list(env, "ENGRAM_CORS_ORIGINS"),
@@ -86,15 +172,22 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: integer(env, "ENGRAM_SHUTDOWN_GRACE_SECONDS", 30, 0, 3600) * 1000,
     blobStore: oneOf(env, "ENGRAM_BLOB_STORE", "fs", ["fs", "s3"]) as "fs" | "s3",
     metadataStore: oneOf(env, "ENGRAM_METADATA_STORE", "pglite", ["pglite", "postgres"]) as "pglite" | "postgres",
-    s3: Object.freeze(readS3Config(env)),
-    postgres: Object.freeze(readPostgresConfig(env)),
+    s3: Object.freeze(readS3Config(env, fromVault)),
+    postgres: Object.freeze(readPostgresConfig(env, fromVault)),
+    vault: Object.freeze(vault),
   };
-  if (config.blobStore === "s3") requireSettings(env, ["ENGRAM_S3_ENDPOINT", "ENGRAM_S3_ACCESS_KEY", "ENGRAM_S3_SECRET_KEY"]);
-  if (config.metadataStore === "postgres") requireSettings(env, ["ENGRAM_POSTGRES_URL"]);
+  if (config.blobStore === "s3") {
+    if (!env.ENGRAM_S3_ENDPOINT?.trim()) {
+      throw new ConfigError("ENGRAM_S3_ENDPOINT is missing: ENGRAM_BLOB_STORE=s3 needs it, so set it to the S3 server's URL, such as http://minio:9000");
+    }
+    requireSecret("ENGRAM_S3_ACCESS_KEY", config.s3.accessKey, "ENGRAM_BLOB_STORE=s3");
+    requireSecret("ENGRAM_S3_SECRET_KEY", config.s3.secretKey, "ENGRAM_BLOB_STORE=s3");
+  }
+  if (config.metadataStore === "postgres") requireSecret("ENGRAM_POSTGRES_URL", config.postgres.url, "ENGRAM_METADATA_STORE=postgres");
   return Object.freeze(config);
 }
 
-function readS3Config(env: NodeJS.ProcessEnv): S3Config {
+function readS3Config(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVariable, string>>): S3Config {
   const endpoint = text(env, "ENGRAM_S3_ENDPOINT", "http://127.0.0.1:9000");
   let url: URL;
   try {
@@ -107,8 +200,8 @@ function readS3Config(env: NodeJS.ProcessEnv): S3Config {
   }
   return {
     endpoint,
-    accessKey: secret(env, "ENGRAM_S3_ACCESS_KEY") ?? "",
-    secretKey: secret(env, "ENGRAM_S3_SECRET_KEY") ?? "",
+    accessKey: secret(env, "ENGRAM_S3_ACCESS_KEY", fromVault) ?? "",
+    secretKey: secret(env, "ENGRAM_S3_SECRET_KEY", fromVault) ?? "",
     region: text(env, "ENGRAM_S3_REGION", "us-east-1"),
     bucketPrefix: text(env, "ENGRAM_S3_BUCKET_PREFIX", ""),
     createBuckets: oneOf(env, "ENGRAM_S3_CREATE_BUCKETS", "true", ["true", "false"]) === "true",
@@ -117,35 +210,147 @@ function readS3Config(env: NodeJS.ProcessEnv): S3Config {
   };
 }
 
-function readPostgresConfig(env: NodeJS.ProcessEnv): PostgresConfig {
+function readPostgresConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVariable, string>>): PostgresConfig {
+  const url = secret(env, "ENGRAM_POSTGRES_URL", fromVault) ?? "";
+  if (url !== "") validatePostgresUrl(url, secretSource(env, "ENGRAM_POSTGRES_URL"));
   return {
-    url: secret(env, "ENGRAM_POSTGRES_URL") ?? "",
-    password: secret(env, "ENGRAM_POSTGRES_PASSWORD"),
+    url,
+    password: secret(env, "ENGRAM_POSTGRES_PASSWORD", fromVault),
     poolSize: integer(env, "ENGRAM_POSTGRES_POOL_SIZE", 10, 1, 1000),
     statementTimeoutMs: integer(env, "ENGRAM_POSTGRES_STATEMENT_TIMEOUT_MS", 30_000, 0, 3_600_000),
     idleInTransactionTimeoutMs: integer(env, "ENGRAM_POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000, 0, 3_600_000),
   };
 }
 
-/** Reads NAME, or the file that NAME_FILE points to (as Docker and Kubernetes secrets are mounted). */
-function secret(env: NodeJS.ProcessEnv, name: string): string | undefined {
+/** Checks the URL form before any connection; the message leaves the URL out because it may contain the password. */
+function validatePostgresUrl(value: string, source: SecretSource): void {
+  const from = source === "env" ? "" : ` (from ${source === "file" ? "ENGRAM_POSTGRES_URL_FILE" : "ENGRAM_POSTGRES_URL_VAULT_FIELD"})`;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`ENGRAM_POSTGRES_URL${from} is not a URL: use a form such as postgres://engram@db:5432/engram`);
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError(`ENGRAM_POSTGRES_URL${from} starts with ${url.protocol}// but must start with postgres:// or postgresql://`);
+  }
+}
+
+/**
+ * Reads the Vault settings. They are required only when some secret setting
+ * names a Vault field, so that a typo fails at start and not at the first
+ * read.
+ */
+function readVaultConfig(env: NodeJS.ProcessEnv): VaultConfig {
+  const fields: Partial<Record<SecretVariable, string>> = {};
+  for (const name of SECRET_VARIABLES) {
+    const field = env[`${name}_VAULT_FIELD`]?.trim();
+    if (field) fields[name] = field;
+  }
+  const users = Object.keys(fields).map((name) => `${name}_VAULT_FIELD`);
+  const neededBy = users.length > 0 ? `, which ${users.join(", ")} need${users.length === 1 ? "s" : ""}` : "";
+
+  const addr = text(env, "ENGRAM_VAULT_ADDR", "");
+  if (addr !== "") validateVaultAddr(addr);
+  const config: VaultConfig = {
+    addr,
+    token: secret(env, "ENGRAM_VAULT_TOKEN", {}) ?? "",
+    mount: vaultPath(env, "ENGRAM_VAULT_MOUNT", "secret"),
+    path: vaultPath(env, "ENGRAM_VAULT_PATH", ""),
+    timeoutMs: integer(env, "ENGRAM_VAULT_TIMEOUT_SECONDS", 5, 1, 300) * 1000,
+    fields: Object.freeze(fields),
+  };
+  if (users.length === 0) return config;
+
+  if (config.addr === "") {
+    throw new ConfigError(`ENGRAM_VAULT_ADDR is missing${neededBy}: set it to the Vault server's URL, such as https://vault:8200`);
+  }
+  if (config.token === "") {
+    throw new ConfigError(`ENGRAM_VAULT_TOKEN is missing${neededBy}: set it, or ENGRAM_VAULT_TOKEN_FILE, to a Vault token that may read the secret`);
+  }
+  if (config.path === "") {
+    throw new ConfigError(`ENGRAM_VAULT_PATH is missing${neededBy}: set it to the secret's path below ENGRAM_VAULT_MOUNT, such as mnemos/engram`);
+  }
+  return config;
+}
+
+function validateVaultAddr(addr: string): void {
+  let url: URL;
+  try {
+    url = new URL(addr);
+  } catch {
+    throw new ConfigError(`ENGRAM_VAULT_ADDR=${JSON.stringify(addr)} is not a URL: use a form such as https://vault:8200`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new ConfigError(`ENGRAM_VAULT_ADDR=${JSON.stringify(addr)} must start with http:// or https://, such as https://vault:8200`);
+  }
+  if (url.username !== "" || url.password !== "" || url.search !== "" || url.hash !== "") {
+    // The value is left out because a user name or password in it may be secret.
+    throw new ConfigError("ENGRAM_VAULT_ADDR must contain only scheme, host, port and path: remove the user name, password, query or fragment");
+  }
+}
+
+/**
+ * Reads a mount or secret path and removes leading and trailing slashes.
+ * Empty, "." and ".." segments are rejected, because URL parsing would
+ * remove them and the request would go to another Vault path.
+ */
+function vaultPath(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const value = text(env, name, fallback).replace(/^\/+|\/+$/g, "");
+  if (value === "") return value;
+  for (const segment of value.split("/")) {
+    if (segment === "" || segment === "." || segment === "..") {
+      throw new ConfigError(`${name}=${JSON.stringify(value)} contains an empty, "." or ".." segment: use a plain path such as mnemos/engram`);
+    }
+  }
+  return value;
+}
+
+/** Returns the value of the field that NAME_VAULT_FIELD names, which must be a non-empty string. */
+function vaultField(vault: VaultConfig, name: SecretVariable, fields: Record<string, unknown>): string {
+  const field = vault.fields[name] ?? "";
+  const where = `Vault secret ${vault.mount}/${vault.path} at ${vault.addr}`;
+  if (!Object.hasOwn(fields, field)) {
+    const known = Object.keys(fields);
+    throw new ConfigError(
+      `${name}_VAULT_FIELD=${field}: ${where} has no field ${JSON.stringify(field)} (it has ${known.length === 0 ? "no fields" : known.join(", ")}): set ${name}_VAULT_FIELD to one of them, or add the field with vault kv patch -mount=${vault.mount} ${vault.path} ${field}=VALUE`,
+    );
+  }
+  const value = fields[field];
+  if (typeof value !== "string") {
+    throw new ConfigError(`${name}_VAULT_FIELD=${field}: field ${JSON.stringify(field)} of ${where} is a ${value === null ? "null" : typeof value}, not a string: store the value as a string`);
+  }
+  if (value.trim() === "") {
+    throw new ConfigError(`${name}_VAULT_FIELD=${field}: field ${JSON.stringify(field)} of ${where} is empty: store the value in it`);
+  }
+  return value.trim();
+}
+
+/**
+ * Reads NAME, else the file that NAME_FILE names (as Docker and Kubernetes
+ * mount secrets), else the value read from the Vault field NAME_VAULT_FIELD.
+ */
+function secret(env: NodeJS.ProcessEnv, name: string, fromVault: Partial<Record<string, string>>): string | undefined {
+  const value = env[name];
+  if (value !== undefined && value !== "") return value;
+
   const file = env[`${name}_FILE`]?.trim();
   if (file) {
+    let content: string;
     try {
-      return readFileSync(file, "utf8").trim();
+      content = readFileSync(file, "utf8").trim();
     } catch (err) {
       throw new ConfigError(`${name}_FILE=${file} cannot be read: ${(err as Error).message}`);
     }
+    if (content === "") throw new ConfigError(`${name}_FILE=${file} is empty: write the value into the file, or unset ${name}_FILE`);
+    return content;
   }
-  const value = env[name];
-  return value === undefined || value === "" ? undefined : value;
+  return fromVault[name];
 }
 
-function requireSettings(env: NodeJS.ProcessEnv, names: readonly string[]): void {
-  for (const name of names) {
-    if (!env[name] && !env[`${name}_FILE`]) {
-      throw new ConfigError(`${name} is missing: set it (or ${name}_FILE) for the chosen backend`);
-    }
+function requireSecret(name: SecretVariable, value: string, backend: string): void {
+  if (value === "") {
+    throw new ConfigError(`${name} is missing: ${backend} needs it, so set ${name}, ${name}_FILE, or ${name}_VAULT_FIELD with the ENGRAM_VAULT_* settings`);
   }
 }
 

@@ -1,6 +1,16 @@
-import { describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
-import { ConfigError, DEFAULT_BUCKETS, readConfig } from "../src/config.js";
+import { afterAll, describe, expect, it } from "vitest";
+
+import { ConfigError, DEFAULT_BUCKETS, readConfig, secretSource } from "../src/config.js";
+
+const work = mkdtempSync(join(tmpdir(), "engram-config-"));
+
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true });
+});
 
 describe("readConfig", () => {
   it("defaults run the embedded store on port 9000", () => {
@@ -45,5 +55,47 @@ describe("readConfig", () => {
   ])("%s=%s is rejected", (name, value, message) => {
     expect(() => readConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => readConfig({ [name]: value })).toThrow(message);
+  });
+
+  it("environment value wins over _FILE", () => {
+    const file = join(work, "secret-key");
+    writeFileSync(file, "from-file\n");
+    expect(readConfig({ ENGRAM_S3_SECRET_KEY: "from-env", ENGRAM_S3_SECRET_KEY_FILE: file }).s3.secretKey).toBe("from-env");
+    expect(readConfig({ ENGRAM_S3_SECRET_KEY_FILE: file }).s3.secretKey).toBe("from-file");
+  });
+
+  it("empty _FILE is rejected", () => {
+    const file = join(work, "empty");
+    writeFileSync(file, "\n");
+    expect(() => readConfig({ ENGRAM_POSTGRES_PASSWORD_FILE: file })).toThrow(`ENGRAM_POSTGRES_PASSWORD_FILE=${file} is empty`);
+  });
+
+  it("unreadable _FILE is rejected", () => {
+    const file = join(work, "absent");
+    expect(() => readConfig({ ENGRAM_S3_ACCESS_KEY_FILE: file })).toThrow(`ENGRAM_S3_ACCESS_KEY_FILE=${file} cannot be read`);
+  });
+
+  it("secretSource follows the precedence", () => {
+    expect(secretSource({ X: "a", X_FILE: "/f", X_VAULT_FIELD: "x" }, "X")).toBe("env");
+    expect(secretSource({ X_FILE: "/f", X_VAULT_FIELD: "x" }, "X")).toBe("file");
+    expect(secretSource({ X: "", X_VAULT_FIELD: "x" }, "X")).toBe("vault");
+    expect(secretSource({}, "X")).toBe("unset");
+  });
+
+  it.each([
+    ["not a url", /^ENGRAM_POSTGRES_URL is not a URL/],
+    ["mysql://engram:hunter2@db/engram", /^ENGRAM_POSTGRES_URL starts with mysql:\/\/ but must start with postgres:\/\//],
+  ])("ENGRAM_POSTGRES_URL %s is rejected without its value", (url, message) => {
+    const read = () => readConfig({ ENGRAM_METADATA_STORE: "postgres", ENGRAM_POSTGRES_URL: url });
+    expect(read).toThrow(message);
+    expect(read).not.toThrow(/hunter2/);
+  });
+
+  it.each([
+    [{ ENGRAM_BLOB_STORE: "s3" }, /^ENGRAM_S3_ENDPOINT is missing: ENGRAM_BLOB_STORE=s3 needs it/],
+    [{ ENGRAM_BLOB_STORE: "s3", ENGRAM_S3_ENDPOINT: "http://minio:9000" }, /^ENGRAM_S3_ACCESS_KEY is missing: ENGRAM_BLOB_STORE=s3 needs it/],
+    [{ ENGRAM_METADATA_STORE: "postgres" }, /^ENGRAM_POSTGRES_URL is missing: ENGRAM_METADATA_STORE=postgres needs it/],
+  ])("backend without its settings is rejected: %o", (env, message) => {
+    expect(() => readConfig(env)).toThrow(message);
   });
 });

@@ -8,7 +8,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
-import { ConfigError, readConfig } from "../config.js";
+import { ConfigError, loadConfig } from "../config.js";
 import { openStores, startEngram } from "../engram.js";
 import { rebuildIndex } from "../service/rebuild-index.js";
 import { createLogger } from "../log.js";
@@ -141,7 +141,7 @@ function need(args: string[], index: number, name: string): string {
 
 /** Runs the server until SIGTERM or SIGINT, then shuts down gracefully. */
 async function serve(env: NodeJS.ProcessEnv): Promise<number> {
-  const config = readConfig(env);
+  const config = await loadConfig(env);
   const log = createLogger(config.logLevel);
   const engram = await startEngram(config, { log });
 
@@ -163,7 +163,7 @@ async function serve(env: NodeJS.ProcessEnv): Promise<number> {
 
 /** Rebuilds the metadata index from the blob store with the server's own settings. */
 async function rebuild(env: NodeJS.ProcessEnv, print: (line: string) => void): Promise<number> {
-  const config = readConfig(env);
+  const config = await loadConfig(env);
   const log = createLogger(config.logLevel === "info" ? "warn" : config.logLevel);
   const { blobs, metadata } = await openStores(config, log);
   try {
