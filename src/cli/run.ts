@@ -8,10 +8,11 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
-import { ConfigError, loadConfig } from "../config.js";
+import { ConfigError, loadConfig, SECRET_VARIABLES, secretSource } from "../config.js";
 import { openStores, startEngram } from "../engram.js";
 import { rebuildIndex } from "../service/rebuild-index.js";
 import { createLogger } from "../log.js";
+import { redactConfig } from "../secrets/redact.js";
 import { DEFAULT_URL, UsageError } from "./client.js";
 import * as commands from "./commands.js";
 
@@ -31,6 +32,9 @@ Commands:
                              the blob store into an empty metadata database
                              (same ENGRAM_* settings as serve; stop serve first
                              on the embedded default)
+  config check               print the effective settings (from ENGRAM_*
+                             variables, *_FILE files and Vault) as JSON with
+                             secrets redacted; exit 2 if a setting is invalid
 
 Options:
   --url URL                  server to talk to (default: $ENGRAM_URL or ${DEFAULT_URL})
@@ -111,6 +115,9 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
       return 0;
     case "health":
       return checkHealth(url, print);
+    case "config":
+      if (args[0] !== "check") throw new UsageError(`unknown config command ${JSON.stringify(args[0] ?? "")}: use check`);
+      return checkConfig(io.env, print);
     case "admin":
       if (args[0] !== "rebuild-index") throw new UsageError(`unknown admin command ${JSON.stringify(args[0] ?? "")}: use rebuild-index`);
       return rebuild(io.env, print);
@@ -176,6 +183,19 @@ async function rebuild(env: NodeJS.ProcessEnv, print: (line: string) => void): P
     await metadata.close();
     await blobs.close();
   }
+}
+
+/**
+ * Prints the effective configuration as JSON with secrets redacted, and
+ * where each secret setting came from. An invalid setting throws
+ * ConfigError, which `run` turns into exit code 2.
+ */
+async function checkConfig(env: NodeJS.ProcessEnv, print: (line: string) => void): Promise<number> {
+  const config = await loadConfig(env);
+  const secretSources = Object.fromEntries(SECRET_VARIABLES.map((name) => [name, secretSource(env, name)]));
+  // An unset optional secret is undefined, which JSON.stringify would drop, so null keeps the setting visible.
+  print(JSON.stringify({ ...redactConfig(config), secretSources }, (_key, value: unknown) => (value === undefined ? null : value), 2));
+  return 0;
 }
 
 async function checkHealth(url: string, print: (line: string) => void): Promise<number> {
