@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UploadRequestSchema } from "../gen/engram/v1/storage_service_pb.js";
 import type { FsBlobStore } from "../src/blob/fs/fs-blob-store.js";
 import { PROTOCOLS, errorLogs, startTestEngram, storageClient, type TestEngram } from "./support/engram.js";
+import { waitFor } from "./support/wait.js";
 import { MiB, random, upload } from "./support/objects.js";
 import { create } from "@bufbuild/protobuf";
 
@@ -38,13 +39,6 @@ async function blobFiles(): Promise<{ path: string; size: number }[]> {
   return files;
 }
 
-async function waitFor(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** Waits until the server logged the end of an Upload of this key's bucket. */
 async function waitForUploadLog(countBefore: number): Promise<void> {

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 
 import { Code, ConnectError } from "@connectrpc/connect";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, inject, it } from "vitest";
 
 import type { BlobRef, BlobWriter, WriterOptions } from "../src/blob/blob-store.js";
 import { S3BlobStore, objectNameOf } from "../src/blob/s3/s3-blob-store.js";
@@ -11,9 +11,9 @@ import { run } from "../src/cli/run.js";
 import { backendsUnderTest, minioClientFor, uniqueBucketPrefix } from "./support/backends.js";
 import type { S3Peer } from "./support/s3-peers.js";
 import { startTestEngram, storageClient, type TestEngram } from "./support/engram.js";
+import { waitFor } from "./support/wait.js";
 import { MiB, download, random, sha256Hex, upload } from "./support/objects.js";
 import { createTestDatabase } from "./support/postgres.js";
-import { inject } from "vitest";
 
 const BUCKET = "mnemos-models";
 const backends = await backendsUnderTest();
@@ -40,13 +40,6 @@ afterAll(async () => {
   for (const database of databases) await database.drop();
 });
 
-async function waitFor(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe.skipIf(!production.available)("MinIO upload cancel", () => {
   it("cancel after 10 MiB of 40 MiB leaves nothing", async () => {
