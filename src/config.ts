@@ -87,9 +87,6 @@ export type SecretSource = "env" | "file" | "vault" | "unset";
 
 export const DEFAULT_BUCKETS = ["mnemos-models", "mnemos-artifacts", "mnemos-backups", "mnemos-logs"] as const;
 
-/** How often the health monitor probes the stores. */
-const HEALTH_INTERVAL_MS = 2000;
-
 const MiB = 1024 * 1024;
 const TiB = 1024 * 1024 * MiB;
 
@@ -158,7 +155,7 @@ function buildConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVar
     host: text(env, "ENGRAM_HOST", "127.0.0.1"),
     port: integer(env, "ENGRAM_PORT", 9000, 0, 65535),
     metricsPort: integer(env, "ENGRAM_METRICS_PORT", 9001, 0, 65535),
-    healthIntervalMs: HEALTH_INTERVAL_MS,
+    healthIntervalMs: integer(env, "ENGRAM_HEALTH_INTERVAL_MS", 2000, 100, 60_000),
     dataDir: resolve(text(env, "ENGRAM_DATA_DIR", "data")),
     buckets: bucketList(env, "ENGRAM_BUCKETS"),
     corsOrigins: list(env, "ENGRAM_CORS_ORIGINS"),

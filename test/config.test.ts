@@ -34,6 +34,8 @@ describe("readConfig", () => {
       ENGRAM_MAX_OBJECT_BYTES: "1000",
       ENGRAM_MAX_UPLOAD_CHUNK_BYTES: "65536",
       ENGRAM_SHUTDOWN_GRACE_SECONDS: "3",
+      ENGRAM_HEALTH_INTERVAL_MS: "300",
+      ENGRAM_METRICS_PORT: "9101",
     });
     expect(config.host).toBe("0.0.0.0");
     expect(config.port).toBe(9100);
@@ -44,6 +46,8 @@ describe("readConfig", () => {
     expect(config.maxObjectBytes).toBe(1000);
     expect(config.maxUploadChunkBytes).toBe(65536);
     expect(config.shutdownGraceMs).toBe(3000);
+    expect(config.healthIntervalMs).toBe(300);
+    expect(config.metricsPort).toBe(9101);
   });
 
   it.each([

@@ -26,11 +26,7 @@ const execFileAsync = promisify(execFile);
 
 const BUCKET = "mnemos-models";
 const STORAGE_SERVICE = "engram.v1.StorageService";
-/**
- * Probe interval of the Engrams under test, short so that outages show quickly.
- * NOTE: src/config.ts does not read ENGRAM_HEALTH_INTERVAL_MS yet and probes
- * every 2000 ms, so each change of status takes about 2 s to show.
- */
+/** Probe interval of the Engrams under test, short so that outages show quickly. */
 const HEALTH_INTERVAL_MS = 300;
 /** Maximum time the health status may take to follow a store that stopped or returned. */
 const DETECTION_LIMIT_MS = 5000;
