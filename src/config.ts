@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 
 import { readKvSecret, VaultError } from "./secrets/vault.js";
+import { prettyLogsAvailable, type LogFormat } from "./log.js";
 import { validateBucketName } from "./service/names.js";
 
 /** Engram's settings, read once from the environment at start. */
@@ -21,6 +22,8 @@ export interface Config {
   /** Origins allowed to call from a browser; empty turns CORS off, "*" allows any. */
   readonly corsOrigins: readonly string[];
   readonly logLevel: string;
+  /** JSON lines, or human-readable text through pino-pretty. */
+  readonly logFormat: LogFormat;
   readonly maxObjectBytes: number;
   readonly maxUploadChunkBytes: number;
   /** How long a replaced or deleted blob is kept for downloads in flight. */
@@ -160,6 +163,7 @@ function buildConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVar
     buckets: bucketList(env, "ENGRAM_BUCKETS"),
     corsOrigins: list(env, "ENGRAM_CORS_ORIGINS"),
     logLevel: oneOf(env, "ENGRAM_LOG_LEVEL", "info", ["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
+    logFormat: logFormat(env),
     maxObjectBytes: integer(env, "ENGRAM_MAX_OBJECT_BYTES", 5 * TiB, 0, Number.MAX_SAFE_INTEGER),
     // 4 MiB chunks move data fastest; the message limit adds room for the
     // other fields and stays far below what would strain memory.
@@ -349,6 +353,14 @@ function requireSecret(name: SecretVariable, value: string, backend: string): vo
   if (value === "") {
     throw new ConfigError(`${name} is missing: ${backend} needs it, so set ${name}, ${name}_FILE, or ${name}_VAULT_FIELD with the ENGRAM_VAULT_* settings`);
   }
+}
+
+function logFormat(env: NodeJS.ProcessEnv): LogFormat {
+  const format = oneOf(env, "ENGRAM_LOG_FORMAT", "json", ["json", "pretty"]) as LogFormat;
+  if (format === "pretty" && !prettyLogsAvailable()) {
+    throw new ConfigError("ENGRAM_LOG_FORMAT=pretty needs the pino-pretty package: run npm install (it is a development dependency) or use json");
+  }
+  return format;
 }
 
 function text(env: NodeJS.ProcessEnv, name: string, fallback: string): string {

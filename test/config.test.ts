@@ -23,6 +23,11 @@ describe("readConfig", () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it("pretty log format is accepted", () => {
+    expect(readConfig({ ENGRAM_LOG_FORMAT: "pretty" }).logFormat).toBe("pretty");
+    expect(readConfig({}).logFormat).toBe("json");
+  });
+
   it("reads every variable", () => {
     const config = readConfig({
       ENGRAM_HOST: "0.0.0.0",
@@ -54,6 +59,7 @@ describe("readConfig", () => {
     ["ENGRAM_PORT", "ninety", /ENGRAM_PORT.*not a whole number/],
     ["ENGRAM_PORT", "70000", /ENGRAM_PORT=70000 is out of range/],
     ["ENGRAM_LOG_LEVEL", "loud", /ENGRAM_LOG_LEVEL.*use one of/],
+    ["ENGRAM_LOG_FORMAT", "xml", /ENGRAM_LOG_FORMAT.*use one of json, pretty/],
     ["ENGRAM_BUCKETS", "Bad_Bucket", /ENGRAM_BUCKETS: bucket name "Bad_Bucket" is invalid/],
     ["ENGRAM_MAX_UPLOAD_CHUNK_BYTES", "10", /ENGRAM_MAX_UPLOAD_CHUNK_BYTES=10 is out of range/],
   ])("%s=%s is rejected", (name, value, message) => {

@@ -149,7 +149,7 @@ function need(args: string[], index: number, name: string): string {
 /** Runs the server until SIGTERM or SIGINT, then shuts down gracefully. */
 async function serve(env: NodeJS.ProcessEnv): Promise<number> {
   const config = await loadConfig(env);
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, config.logFormat);
   const engram = await startEngram(config, { log });
 
   return new Promise<number>((resolve) => {
