@@ -4,7 +4,7 @@ import type { BlobStore } from "../blob/blob-store.js";
 import type { MetadataStore } from "../metadata/metadata-store.js";
 import { HealthStatus, ServingStatus } from "./health.js";
 
-/** Longest a probe may take before its store counts as unreachable. */
+/** Maximum time a probe may take before its store counts as unreachable. */
 const PROBE_TIMEOUT_MS = 3000;
 
 /**
@@ -65,7 +65,7 @@ export class HealthMonitor {
 async function withTimeout(probe: Promise<void>, what: string): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${PROBE_TIMEOUT_MS} ms`)), PROBE_TIMEOUT_MS);
+    timer = setTimeout(() => reject(new Error(`${what} did not respond within ${PROBE_TIMEOUT_MS} ms`)), PROBE_TIMEOUT_MS);
   });
   try {
     await Promise.race([probe, timeout]);

@@ -1,7 +1,7 @@
 /*
  * The operations port (9001 by default): Prometheus metrics at /metrics,
- * liveness at /healthz (the process answers) and readiness at /readyz (the
- * stores answer and the server is not shutting down).
+ * liveness at /healthz (the process responds) and readiness at /readyz (the
+ * stores respond and the server is not shutting down).
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
