@@ -10,7 +10,7 @@ const PROBE_TIMEOUT_MS = 3000;
 /**
  * Probes the metadata and blob stores at a fixed interval and sets the
  * health of the server ("") and of each listed service: SERVING while both
- * stores answer, NOT_SERVING otherwise. Transitions are logged once.
+ * stores respond, NOT_SERVING otherwise. Transitions are logged once.
  */
 export class HealthMonitor {
   private timer: NodeJS.Timeout | undefined;
