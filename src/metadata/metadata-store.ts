@@ -65,6 +65,61 @@ export interface ObjectRead {
   readonly lastReadAt: Date;
 }
 
+/** Object properties a multipart upload keeps until it is completed. */
+export interface UploadSessionSpec {
+  readonly contentType: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly tags: Readonly<Record<string, string>>;
+  readonly storageClass: StorageClassName;
+  /** Declared total size in bytes. */
+  readonly size: number | undefined;
+  /** Hex SHA-256 the whole object must have. */
+  readonly expectedSha256: string | undefined;
+  readonly expectedCrc32c: number | undefined;
+  readonly ifGenerationMatch: number | undefined;
+}
+
+/** A multipart upload in progress. */
+export interface UploadSessionRecord {
+  readonly uploadId: string;
+  readonly bucket: string;
+  readonly key: string;
+  /** Generation reserved when the upload started. */
+  readonly generation: number;
+  /** Prefix of the version ids of the upload's part blobs. */
+  readonly versionId: string;
+  readonly spec: UploadSessionSpec;
+  /** Size of every part but the last, in bytes. */
+  readonly partSize: number;
+  readonly createdAt: Date;
+  readonly expiresAt: Date;
+}
+
+export type NewUploadSession = Omit<UploadSessionRecord, "createdAt" | "expiresAt">;
+
+/** One stored part of a multipart upload. */
+export interface PartRecord {
+  readonly uploadId: string;
+  readonly partNumber: number;
+  /** Version id of the part's blob, under the object's key. */
+  readonly versionId: string;
+  readonly size: number;
+  /** Hex SHA-256 of the part. */
+  readonly sha256: string;
+  readonly crc32c: number;
+  readonly createdAt: Date;
+}
+
+export type NewPart = Omit<PartRecord, "createdAt">;
+
+export interface ListUploadsQuery {
+  readonly bucket: string;
+  readonly prefix: string;
+  /** Exclusive lower bound on (key, upload id), from the previous page. */
+  readonly after: { readonly key: string; readonly uploadId: string } | undefined;
+  readonly limit: number;
+}
+
 /** Connection pool counters, for metrics. */
 export interface PoolStats {
   /** Open connections, idle or in use. */
@@ -114,6 +169,35 @@ export interface MetadataStore {
   restoreObjects(objects: readonly NewObject[]): Promise<void>;
   /** Adds download counts and keeps the latest read time, with one short statement per read. */
   recordReads(reads: readonly ObjectRead[]): Promise<void>;
+  /** Records a new multipart upload that expires `ttlMs` from now, by the database clock. */
+  createUploadSession(session: NewUploadSession, ttlMs: number): Promise<UploadSessionRecord>;
+  /** Returns an upload that has not expired, or undefined. */
+  getUploadSession(uploadId: string): Promise<UploadSessionRecord | undefined>;
+  /** Lists unexpired uploads of a bucket in (key, upload id) order. */
+  listUploadSessions(query: ListUploadsQuery): Promise<UploadSessionRecord[]>;
+  /**
+   * Records a part and moves the upload's expiry to `ttlMs` from now. A
+   * part with the same number is replaced and its blob queued for
+   * deletion. Throws NOT_FOUND when the upload is gone or expired.
+   */
+  recordPart(part: NewPart, ttlMs: number): Promise<{ part: PartRecord; expiresAt: Date }>;
+  /** Returns the parts of an upload by part number. */
+  listParts(uploadId: string): Promise<PartRecord[]>;
+  /**
+   * Commits the object of a multipart upload as commitObject does, and in
+   * the same transaction removes the upload and queues every part blob for
+   * deletion. Throws NOT_FOUND when the upload is gone, and ABORTED when a
+   * part in `parts` was replaced since it was read.
+   */
+  completeUpload(uploadId: string, parts: readonly PartRecord[], object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord>;
+  /** Removes an upload and queues its part blobs for deletion. Throws NOT_FOUND when it is gone. */
+  abortUpload(uploadId: string): Promise<void>;
+  /**
+   * Removes up to `limit` expired uploads and queues their part blobs for
+   * deletion. One replica at a time does this: returns undefined when
+   * another one holds the sweep lock, else the number removed.
+   */
+  sweepExpiredUploads(limit: number): Promise<number | undefined>;
   ping(): Promise<void>;
   /** Returns the connection pool counters; absent when the store has no pool. */
   poolStats?(): PoolStats;

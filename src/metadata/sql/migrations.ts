@@ -53,6 +53,43 @@ const migrations: Record<string, Migration> = {
       await sql`create index blob_deletions_enqueued_at on blob_deletions (enqueued_at)`.execute(db);
     },
   },
+
+  "0002_multipart_uploads": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Multipart upload sessions. The generation is reserved at creation,
+      // as for a single-stream upload, and version_id names the blob family
+      // of the object and its parts. A session past expires_at is treated
+      // as gone and swept.
+      await sql`
+        create table upload_sessions (
+          upload_id text primary key,
+          bucket text not null references buckets (name),
+          key text collate "C" not null,
+          generation bigint not null,
+          version_id text not null,
+          spec jsonb not null,
+          part_size bigint not null,
+          created_at timestamptz not null default now(),
+          expires_at timestamptz not null
+        )`.execute(db);
+      await sql`create index upload_sessions_bucket_key on upload_sessions (bucket, key, upload_id)`.execute(db);
+      await sql`create index upload_sessions_expires_at on upload_sessions (expires_at)`.execute(db);
+
+      // One row per stored part. A retried part replaces the row, and the
+      // blob of the attempt it replaces goes to blob_deletions.
+      await sql`
+        create table upload_parts (
+          upload_id text not null references upload_sessions (upload_id) on delete cascade,
+          part_number integer not null,
+          version_id text not null,
+          size bigint not null,
+          sha256 text not null,
+          crc32c bigint not null,
+          created_at timestamptz not null default now(),
+          primary key (upload_id, part_number)
+        )`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -38,8 +38,32 @@ export interface BlobDeletionsTable {
   enqueued_at: Generated<Date>;
 }
 
+export interface UploadSessionsTable {
+  upload_id: string;
+  bucket: string;
+  key: string;
+  generation: Int8;
+  version_id: string;
+  spec: ColumnType<unknown, string, string>;
+  part_size: Int8;
+  created_at: Generated<Date>;
+  expires_at: Date;
+}
+
+export interface UploadPartsTable {
+  upload_id: string;
+  part_number: number;
+  version_id: string;
+  size: Int8;
+  sha256: string;
+  crc32c: Int8;
+  created_at: Generated<Date>;
+}
+
 export interface Database {
   buckets: BucketsTable;
   objects: ObjectsTable;
   blob_deletions: BlobDeletionsTable;
+  upload_sessions: UploadSessionsTable;
+  upload_parts: UploadPartsTable;
 }

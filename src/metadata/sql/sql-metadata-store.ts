@@ -13,11 +13,17 @@ import type {
   MetadataStore,
   NewObject,
   ObjectRead,
+  ListUploadsQuery,
+  NewPart,
+  NewUploadSession,
   ObjectRecord,
+  PartRecord,
   PoolStats,
   StorageClassName,
+  UploadSessionRecord,
 } from "../metadata-store.js";
 import { migrationProvider } from "./migrations.js";
+import * as uploads from "./sql-upload-queries.js";
 import type { Database, ObjectsTable } from "./schema.js";
 
 export interface SqlMetadataStoreOptions {
@@ -121,42 +127,7 @@ export class SqlMetadataStore implements MetadataStore {
   }
 
   async commitObject(object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
-    return this.run(() =>
-      this.db.transaction().execute(async (trx) => {
-        const current = await lockLiveObject(trx, object.bucket, object.key);
-        checkGeneration(object.bucket, object.key, current, ifGenerationMatch);
-
-        if (current && Number(current.generation) > object.generation) {
-          await trx.insertInto("blob_deletions").values({ bucket: object.bucket, key: object.key, version_id: object.versionId }).execute();
-          return { ...object, createdAt: new Date(), lastReadAt: null, readCount: 0 };
-        }
-        if (current) {
-          await removeVersion(trx, current);
-        }
-
-        const row = await trx
-          .insertInto("objects")
-          .values({
-            bucket: object.bucket,
-            key: object.key,
-            generation: object.generation,
-            version_id: object.versionId,
-            live: true,
-            size: object.size,
-            content_type: object.contentType,
-            storage_class: object.storageClass,
-            metadata: JSON.stringify(object.metadata),
-            tags: JSON.stringify(object.tags),
-            sha256: object.sha256,
-            crc32c: object.crc32c,
-            etag: object.etag,
-            created_at: sql<Date>`now()`,
-          })
-          .returningAll()
-          .executeTakeFirstOrThrow();
-        return objectFromRow(row);
-      }),
-    );
+    return this.run(() => this.db.transaction().execute((trx) => commitInTransaction(trx, object, ifGenerationMatch)));
   }
 
   async deleteObject(bucket: string, key: string, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
@@ -233,6 +204,43 @@ export class SqlMetadataStore implements MetadataStore {
     }
   }
 
+  createUploadSession(session: NewUploadSession, ttlMs: number): Promise<UploadSessionRecord> {
+    return this.run(() => uploads.createUploadSession(this.db, session, ttlMs));
+  }
+
+  getUploadSession(uploadId: string): Promise<UploadSessionRecord | undefined> {
+    return this.run(() => uploads.getUploadSession(this.db, uploadId));
+  }
+
+  listUploadSessions(query: ListUploadsQuery): Promise<UploadSessionRecord[]> {
+    return this.run(() => uploads.listUploadSessions(this.db, query));
+  }
+
+  recordPart(part: NewPart, ttlMs: number): Promise<{ part: PartRecord; expiresAt: Date }> {
+    return this.run(() => this.db.transaction().execute((trx) => uploads.recordPart(trx, part, ttlMs)));
+  }
+
+  listParts(uploadId: string): Promise<PartRecord[]> {
+    return this.run(() => uploads.listParts(this.db, uploadId));
+  }
+
+  completeUpload(uploadId: string, parts: readonly PartRecord[], object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
+    return this.run(() =>
+      this.db.transaction().execute(async (trx) => {
+        await uploads.removeUpload(trx, uploadId, parts);
+        return commitInTransaction(trx, object, ifGenerationMatch);
+      }),
+    );
+  }
+
+  abortUpload(uploadId: string): Promise<void> {
+    return this.run(() => this.db.transaction().execute((trx) => uploads.removeUpload(trx, uploadId, undefined)));
+  }
+
+  sweepExpiredUploads(limit: number): Promise<number | undefined> {
+    return this.run(() => this.db.transaction().execute((trx) => uploads.sweepExpiredUploads(trx, limit)));
+  }
+
   async ping(): Promise<void> {
     await this.run(() => sql`select 1`.execute(this.db));
   }
@@ -250,6 +258,42 @@ export class SqlMetadataStore implements MetadataStore {
       throw translateDatabaseError(err, this.unavailableHint);
     }
   }
+}
+
+/** Makes a new version the live one, in the caller's transaction; see MetadataStore.commitObject. */
+export async function commitInTransaction(trx: Transaction<Database>, object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
+  const current = await lockLiveObject(trx, object.bucket, object.key);
+  checkGeneration(object.bucket, object.key, current, ifGenerationMatch);
+
+  if (current && Number(current.generation) > object.generation) {
+    await trx.insertInto("blob_deletions").values({ bucket: object.bucket, key: object.key, version_id: object.versionId }).execute();
+    return { ...object, createdAt: new Date(), lastReadAt: null, readCount: 0 };
+  }
+  if (current) {
+    await removeVersion(trx, current);
+  }
+
+  const row = await trx
+    .insertInto("objects")
+    .values({
+      bucket: object.bucket,
+      key: object.key,
+      generation: object.generation,
+      version_id: object.versionId,
+      live: true,
+      size: object.size,
+      content_type: object.contentType,
+      storage_class: object.storageClass,
+      metadata: JSON.stringify(object.metadata),
+      tags: JSON.stringify(object.tags),
+      sha256: object.sha256,
+      crc32c: object.crc32c,
+      etag: object.etag,
+      created_at: sql<Date>`now()`,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return objectFromRow(row);
 }
 
 /**
