@@ -60,9 +60,9 @@ export class UploadService {
   }
 
   private async store(spec: UploadSpec, chunks: AsyncIterable<UploadChunk>, signal?: AbortSignal): Promise<ObjectRecord> {
-    this.validateSpec(spec);
+    validateUploadSpec(spec, this.limits);
     await requireBucket(this.metadata, spec.bucket);
-    await this.checkPreconditionEarly(spec);
+    await checkPreconditionEarly(this.metadata, spec);
 
     const generation = await this.metadata.reserveGeneration();
     const ref: BlobRef = { bucket: spec.bucket, key: spec.key, versionId: randomUUID() };
@@ -156,41 +156,9 @@ export class UploadService {
     }
     return hasher;
   }
-
-  private validateSpec(spec: UploadSpec): void {
-    validateBucketName(spec.bucket);
-    validateKey(spec.key);
-    if (spec.size !== undefined) {
-      if (!Number.isSafeInteger(spec.size) || spec.size < 0) {
-        throw invalidArgument(`declared size ${spec.size} is invalid: give a size of 0 or more bytes`);
-      }
-      if (spec.size > this.limits.maxObjectBytes) {
-        throw invalidArgument(`declared size of ${spec.size} bytes exceeds the maximum object size of ${this.limits.maxObjectBytes} bytes`);
-      }
-    }
-    if (spec.expectedSha256 !== undefined && !/^[0-9a-f]{64}$/.test(spec.expectedSha256)) {
-      throw invalidArgument("expected sha256 must be 32 bytes");
-    }
-    validateLabels("metadata", spec.metadata, this.limits.maxMetadataBytes, Number.POSITIVE_INFINITY);
-    validateLabels("tags", spec.tags, this.limits.maxMetadataBytes, this.limits.maxTags);
-  }
-
-  /** Fails fast, before bytes flow; the commit transaction checks again atomically. */
-  private async checkPreconditionEarly(spec: UploadSpec): Promise<void> {
-    if (spec.ifGenerationMatch === undefined) return;
-    const current = await this.metadata.getObject(spec.bucket, spec.key);
-    const actual = current?.generation ?? 0;
-    if (actual !== spec.ifGenerationMatch) {
-      const state = current ? `its live generation is ${actual}` : "it does not exist";
-      throw new StorageError(
-        "failed_precondition",
-        `precondition failed for ${spec.bucket}/${spec.key}: if_generation_match is ${spec.ifGenerationMatch} but ${state}; read the object again and retry`,
-      );
-    }
-  }
 }
 
-function verifyChecksums(spec: UploadSpec, sha256: string, crc32c: number): void {
+export function verifyChecksums(spec: Pick<UploadSpec, "expectedSha256" | "expectedCrc32c">, sha256: string, crc32c: number): void {
   if (spec.expectedSha256 !== undefined && spec.expectedSha256 !== sha256) {
     throw invalidArgument(`sha256 of the upload is ${sha256} but ${spec.expectedSha256} was expected: nothing was stored; check the file and retry`);
   }
@@ -216,3 +184,36 @@ function validateLabels(field: string, labels: Readonly<Record<string, string>>,
   }
 }
 
+
+/** Checks names, sizes, checksums and labels of an upload spec before any bytes flow. */
+export function validateUploadSpec(spec: UploadSpec, limits: Limits): void {
+  validateBucketName(spec.bucket);
+  validateKey(spec.key);
+  if (spec.size !== undefined) {
+    if (!Number.isSafeInteger(spec.size) || spec.size < 0) {
+      throw invalidArgument(`declared size ${spec.size} is invalid: give a size of 0 or more bytes`);
+    }
+    if (spec.size > limits.maxObjectBytes) {
+      throw invalidArgument(`declared size of ${spec.size} bytes exceeds the maximum object size of ${limits.maxObjectBytes} bytes`);
+    }
+  }
+  if (spec.expectedSha256 !== undefined && !/^[0-9a-f]{64}$/.test(spec.expectedSha256)) {
+    throw invalidArgument("expected sha256 must be 32 bytes");
+  }
+  validateLabels("metadata", spec.metadata, limits.maxMetadataBytes, Number.POSITIVE_INFINITY);
+  validateLabels("tags", spec.tags, limits.maxMetadataBytes, limits.maxTags);
+}
+
+/** Fails fast, before bytes flow; the commit transaction checks again atomically. */
+export async function checkPreconditionEarly(metadata: MetadataStore, spec: Pick<UploadSpec, "bucket" | "key" | "ifGenerationMatch">): Promise<void> {
+  if (spec.ifGenerationMatch === undefined) return;
+  const current = await metadata.getObject(spec.bucket, spec.key);
+  const actual = current?.generation ?? 0;
+  if (actual !== spec.ifGenerationMatch) {
+    const state = current ? `its live generation is ${actual}` : "it does not exist";
+    throw new StorageError(
+      "failed_precondition",
+      `precondition failed for ${spec.bucket}/${spec.key}: if_generation_match is ${spec.ifGenerationMatch} but ${state}; read the object again and retry`,
+    );
+  }
+}
