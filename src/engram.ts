@@ -38,6 +38,8 @@ import { DownloadService } from "./service/download.js";
 import type { Limits } from "./service/limits.js";
 import { MAX_KEY_BYTES } from "./service/names.js";
 import { ReadCounter } from "./service/read-counter.js";
+import { DEFAULT_UPLOAD_EXPIRY_MS, MultipartService } from "./service/multipart.js";
+import { UploadSweeper } from "./service/upload-sweeper.js";
 import { UploadService } from "./service/upload.js";
 
 /** Size of the chunks Download sends: small enough for any gRPC client's default limit. */
@@ -59,6 +61,8 @@ export interface Engram {
   readonly health: HealthStatus;
   readonly catalog: CatalogService;
   readonly uploads: UploadService;
+  readonly multipart: MultipartService;
+  readonly uploadSweeper: UploadSweeper;
   /** Base URL of the operations port (/metrics, /healthz, /readyz). */
   readonly metricsUrl: string;
   readonly metrics: Metrics;
@@ -73,6 +77,8 @@ export interface StartOptions {
   readonly blobs?: BlobStore;
   readonly metadata?: MetadataStore;
   readonly authorizer?: Authorizer;
+  /** Lifetime of a multipart upload after its latest part, in milliseconds; tests shorten it. */
+  readonly uploadExpiryMs?: number;
 }
 
 export async function startEngram(config: Config, options: StartOptions): Promise<Engram> {
@@ -128,13 +134,15 @@ async function startServices(
   const uploads = new UploadService(timedMetadata, timedBlobs, limits);
   const downloads = new DownloadService(timedMetadata, timedBlobs, limits, reads);
   const catalog = new CatalogService(timedMetadata, sweeper, limits);
+  const multipart = new MultipartService(timedMetadata, timedBlobs, limits, options.uploadExpiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS);
+  const uploadSweeper = new UploadSweeper(timedMetadata, log);
 
   const health = new HealthStatus();
   const monitor = new HealthMonitor(health, [STORAGE_SERVICE_NAME], metadata, blobs, log);
   const calls = new CallTracker();
 
   const routes = (router: ConnectRouter): void => {
-    registerStorageService(router, { uploads, downloads, catalog, authorizer: options.authorizer ?? allowAll, limits });
+    registerStorageService(router, { uploads, downloads, catalog, multipart, authorizer: options.authorizer ?? allowAll, limits });
     registerHealth(router, health);
     registerReflection(router, [file_engram_v1_storage_service, file_grpc_health_v1_health] as DescFile[]);
   };
@@ -166,6 +174,7 @@ async function startServices(
     throw err;
   }
   sweeper.start(SWEEP_INTERVAL_MS);
+  uploadSweeper.start(SWEEP_INTERVAL_MS);
   reads.start();
 
   const url = urlOf(address);
@@ -184,6 +193,7 @@ async function startServices(
       // Handlers of streams cut off at the deadline still clean up.
       await calls.idle(5000);
       await ops.close();
+      await uploadSweeper.stop();
       await sweeper.stop();
       await reads.stop();
       await metadata.close();
@@ -194,7 +204,7 @@ async function startServices(
     return closing;
   };
 
-  return { config, url, port: address.port, metricsUrl, blobs, metadata, health, catalog, uploads, metrics, monitor, close };
+  return { config, url, port: address.port, metricsUrl, blobs, metadata, health, catalog, uploads, multipart, uploadSweeper, metrics, monitor, close };
 }
 
 function urlOf(address: AddressInfo): string {

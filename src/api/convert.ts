@@ -56,7 +56,8 @@ export function uploadSpecFromProto(spec: ObjectSpec): UploadSpec {
   };
 }
 
-function sha256FromProto(checksums: ObjectChecksums | undefined): string | undefined {
+/** Returns a SHA-256 digest field as hex, or undefined when it is empty. */
+export function sha256FromProto(checksums: ObjectChecksums | undefined): string | undefined {
   const digest = checksums?.sha256;
   if (digest === undefined || digest.length === 0) return undefined;
   if (digest.length !== 32) {

@@ -9,9 +9,11 @@ import { crc32cOf } from "../service/checksum.js";
 import type { DownloadService } from "../service/download.js";
 import { StorageError, invalidArgument } from "../service/errors.js";
 import type { Limits } from "../service/limits.js";
+import type { MultipartService } from "../service/multipart.js";
 import type { UploadChunk, UploadService } from "../service/upload.js";
 import type { Authorizer } from "./authorize.js";
 import { callFactsOf } from "./call-log.js";
+import { createMultipartHandler } from "./multipart-handler.js";
 import { checksumsToProto, numberFromInt64, objectToProto, uploadSpecFromProto } from "./convert.js";
 
 export interface StorageHandlerDeps {
@@ -20,6 +22,7 @@ export interface StorageHandlerDeps {
   readonly catalog: CatalogService;
   readonly authorizer: Authorizer;
   readonly limits: Limits;
+  readonly multipart: MultipartService;
 }
 
 /**
@@ -31,8 +34,10 @@ export function registerStorageService(router: ConnectRouter, deps: StorageHandl
   router.service(StorageService, createStorageHandler(deps));
 }
 
-function createStorageHandler({ uploads, downloads, catalog, authorizer, limits }: StorageHandlerDeps): ServiceImpl<typeof StorageService> {
+function createStorageHandler({ uploads, downloads, catalog, authorizer, limits, multipart }: StorageHandlerDeps): ServiceImpl<typeof StorageService> {
   return {
+    ...createMultipartHandler(multipart, authorizer),
+
     async upload(requests, ctx) {
       const iterator = requests[Symbol.asyncIterator]();
       const first = await iterator.next();

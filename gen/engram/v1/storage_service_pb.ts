@@ -6,13 +6,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Bucket, ChunkedData, ContentRange, Object$, ObjectChecksums, ObjectSpec } from "./object_pb.js";
 import { file_engram_v1_object } from "./object_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file engram/v1/storage_service.proto.
  */
 export const file_engram_v1_storage_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9lbmdyYW0vdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEihgEKDVVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCCIzCg5VcGxvYWRSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0ImsKD0Rvd25sb2FkUmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMSEwoLcmVhZF9vZmZzZXQYBCABKAMSEgoKcmVhZF9saW1pdBgFIAEoAyLDAQoQRG93bmxvYWRSZXNwb25zZRIjCghtZXRhZGF0YRgBIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QSLgoNY29udGVudF9yYW5nZRgCIAEoCzIXLmVuZ3JhbS52MS5Db250ZW50UmFuZ2USNAoQb2JqZWN0X2NoZWNrc3VtcxgDIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMSJAoEZGF0YRgEIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YSJDChBHZXRPYmplY3RSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSEgoKZ2VuZXJhdGlvbhgDIAEoAyI2ChFHZXRPYmplY3RSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0Im4KEkxpc3RPYmplY3RzUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDgoGcHJlZml4GAIgASgJEhEKCWRlbGltaXRlchgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJkChNMaXN0T2JqZWN0c1Jlc3BvbnNlEiIKB29iamVjdHMYASADKAsyES5lbmdyYW0udjEuT2JqZWN0EhAKCHByZWZpeGVzGAIgAygJEhcKD25leHRfcGFnZV90b2tlbhgDIAEoCSJsChNEZWxldGVPYmplY3RSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSIAoTaWZfZ2VuZXJhdGlvbl9tYXRjaBgDIAEoA0gAiAEBQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIhYKFERlbGV0ZU9iamVjdFJlc3BvbnNlIhQKEkxpc3RCdWNrZXRzUmVxdWVzdCI5ChNMaXN0QnVja2V0c1Jlc3BvbnNlEiIKB2J1Y2tldHMYASADKAsyES5lbmdyYW0udjEuQnVja2V0IiAKEEdldEJ1Y2tldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI2ChFHZXRCdWNrZXRSZXNwb25zZRIhCgZidWNrZXQYASABKAsyES5lbmdyYW0udjEuQnVja2V0IhgKFkdldENhcGFiaWxpdGllc1JlcXVlc3QiwwEKF0dldENhcGFiaWxpdGllc1Jlc3BvbnNlEhkKEW1heF9tZXNzYWdlX2J5dGVzGAEgASgDEh4KFm1heF91cGxvYWRfY2h1bmtfYnl0ZXMYAiABKAMSIAoYbWF4X2Rvd25sb2FkX2NodW5rX2J5dGVzGAMgASgDEhgKEG1heF9vYmplY3RfYnl0ZXMYBCABKAMSGgoSbWF4X2xpc3RfcGFnZV9zaXplGAUgASgFEhUKDW1heF9rZXlfYnl0ZXMYBiABKAUy7wQKDlN0b3JhZ2VTZXJ2aWNlEj8KBlVwbG9hZBIYLmVuZ3JhbS52MS5VcGxvYWRSZXF1ZXN0GhkuZW5ncmFtLnYxLlVwbG9hZFJlc3BvbnNlKAESRQoIRG93bmxvYWQSGi5lbmdyYW0udjEuRG93bmxvYWRSZXF1ZXN0GhsuZW5ncmFtLnYxLkRvd25sb2FkUmVzcG9uc2UwARJGCglHZXRPYmplY3QSGy5lbmdyYW0udjEuR2V0T2JqZWN0UmVxdWVzdBocLmVuZ3JhbS52MS5HZXRPYmplY3RSZXNwb25zZRJMCgtMaXN0T2JqZWN0cxIdLmVuZ3JhbS52MS5MaXN0T2JqZWN0c1JlcXVlc3QaHi5lbmdyYW0udjEuTGlzdE9iamVjdHNSZXNwb25zZRJPCgxEZWxldGVPYmplY3QSHi5lbmdyYW0udjEuRGVsZXRlT2JqZWN0UmVxdWVzdBofLmVuZ3JhbS52MS5EZWxldGVPYmplY3RSZXNwb25zZRJMCgtMaXN0QnVja2V0cxIdLmVuZ3JhbS52MS5MaXN0QnVja2V0c1JlcXVlc3QaHi5lbmdyYW0udjEuTGlzdEJ1Y2tldHNSZXNwb25zZRJGCglHZXRCdWNrZXQSGy5lbmdyYW0udjEuR2V0QnVja2V0UmVxdWVzdBocLmVuZ3JhbS52MS5HZXRCdWNrZXRSZXNwb25zZRJYCg9HZXRDYXBhYmlsaXRpZXMSIS5lbmdyYW0udjEuR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdBoiLmVuZ3JhbS52MS5HZXRDYXBhYmlsaXRpZXNSZXNwb25zZWIGcHJvdG8z", [file_engram_v1_object]);
+  fileDesc("Ch9lbmdyYW0vdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEihgEKDVVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCCIzCg5VcGxvYWRSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0ImsKD0Rvd25sb2FkUmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMSEwoLcmVhZF9vZmZzZXQYBCABKAMSEgoKcmVhZF9saW1pdBgFIAEoAyLDAQoQRG93bmxvYWRSZXNwb25zZRIjCghtZXRhZGF0YRgBIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QSLgoNY29udGVudF9yYW5nZRgCIAEoCzIXLmVuZ3JhbS52MS5Db250ZW50UmFuZ2USNAoQb2JqZWN0X2NoZWNrc3VtcxgDIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMSJAoEZGF0YRgEIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YSJDChBHZXRPYmplY3RSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSEgoKZ2VuZXJhdGlvbhgDIAEoAyI2ChFHZXRPYmplY3RSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0Im4KEkxpc3RPYmplY3RzUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDgoGcHJlZml4GAIgASgJEhEKCWRlbGltaXRlchgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJkChNMaXN0T2JqZWN0c1Jlc3BvbnNlEiIKB29iamVjdHMYASADKAsyES5lbmdyYW0udjEuT2JqZWN0EhAKCHByZWZpeGVzGAIgAygJEhcKD25leHRfcGFnZV90b2tlbhgDIAEoCSJsChNEZWxldGVPYmplY3RSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSIAoTaWZfZ2VuZXJhdGlvbl9tYXRjaBgDIAEoA0gAiAEBQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIhYKFERlbGV0ZU9iamVjdFJlc3BvbnNlIhQKEkxpc3RCdWNrZXRzUmVxdWVzdCI5ChNMaXN0QnVja2V0c1Jlc3BvbnNlEiIKB2J1Y2tldHMYASADKAsyES5lbmdyYW0udjEuQnVja2V0IiAKEEdldEJ1Y2tldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI2ChFHZXRCdWNrZXRSZXNwb25zZRIhCgZidWNrZXQYASABKAsyES5lbmdyYW0udjEuQnVja2V0IhgKFkdldENhcGFiaWxpdGllc1JlcXVlc3QiwwEKF0dldENhcGFiaWxpdGllc1Jlc3BvbnNlEhkKEW1heF9tZXNzYWdlX2J5dGVzGAEgASgDEh4KFm1heF91cGxvYWRfY2h1bmtfYnl0ZXMYAiABKAMSIAoYbWF4X2Rvd25sb2FkX2NodW5rX2J5dGVzGAMgASgDEhgKEG1heF9vYmplY3RfYnl0ZXMYBCABKAMSGgoSbWF4X2xpc3RfcGFnZV9zaXplGAUgASgFEhUKDW1heF9rZXlfYnl0ZXMYBiABKAUiaQocQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZW5ncmFtLnYxLk9iamVjdFNwZWMSFgoJcGFydF9zaXplGAIgASgDSACIAQFCDAoKX3BhcnRfc2l6ZSKOAQodQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEhEKCXBhcnRfc2l6ZRgCIAEoAxIWCg5tYXhfcGFydF9jb3VudBgDIAEoBRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi4QEKEVVwbG9hZFBhcnRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRITCgtwYXJ0X251bWJlchgCIAEoBRIRCgRzaXplGAMgASgDSACIAQESNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAQgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIUCgx3cml0ZV9vZmZzZXQYBSABKAMSJAoEZGF0YRgGIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YRIUCgxmaW5pc2hfd3JpdGUYByABKAhCBwoFX3NpemUiiQEKBFBhcnQSEwoLcGFydF9udW1iZXIYASABKAUSDAoEc2l6ZRgCIAEoAxItCgljaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChJVcGxvYWRQYXJ0UmVzcG9uc2USHQoEcGFydBgBIAEoCzIPLmVuZ3JhbS52MS5QYXJ0Ei8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIlChBMaXN0UGFydHNSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSJkChFMaXN0UGFydHNSZXNwb25zZRIeCgVwYXJ0cxgBIAMoCzIPLmVuZ3JhbS52MS5QYXJ0Ei8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChtMaXN0TXVsdGlwYXJ0VXBsb2Fkc1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEg4KBnByZWZpeBgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSKjAQoPTXVsdGlwYXJ0VXBsb2FkEhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZidWNrZXQYAiABKAkSCwoDa2V5GAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAocTGlzdE11bHRpcGFydFVwbG9hZHNSZXNwb25zZRIrCgd1cGxvYWRzGAEgAygLMhouZW5ncmFtLnYxLk11bHRpcGFydFVwbG9hZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUwoNQ29tcGxldGVkUGFydBITCgtwYXJ0X251bWJlchgBIAEoBRItCgljaGVja3N1bXMYAiABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zIpQBCh5Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEicKBXBhcnRzGAIgAygLMhguZW5ncmFtLnYxLkNvbXBsZXRlZFBhcnQSNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAMgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcyJECh9Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEiEKBm9iamVjdBgBIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QiMAobQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSIeChxBYm9ydE11bHRpcGFydFVwbG9hZFJlc3BvbnNlMrQJCg5TdG9yYWdlU2VydmljZRI/CgZVcGxvYWQSGC5lbmdyYW0udjEuVXBsb2FkUmVxdWVzdBoZLmVuZ3JhbS52MS5VcGxvYWRSZXNwb25zZSgBEkUKCERvd25sb2FkEhouZW5ncmFtLnYxLkRvd25sb2FkUmVxdWVzdBobLmVuZ3JhbS52MS5Eb3dubG9hZFJlc3BvbnNlMAESRgoJR2V0T2JqZWN0EhsuZW5ncmFtLnYxLkdldE9iamVjdFJlcXVlc3QaHC5lbmdyYW0udjEuR2V0T2JqZWN0UmVzcG9uc2USTAoLTGlzdE9iamVjdHMSHS5lbmdyYW0udjEuTGlzdE9iamVjdHNSZXF1ZXN0Gh4uZW5ncmFtLnYxLkxpc3RPYmplY3RzUmVzcG9uc2USTwoMRGVsZXRlT2JqZWN0Eh4uZW5ncmFtLnYxLkRlbGV0ZU9iamVjdFJlcXVlc3QaHy5lbmdyYW0udjEuRGVsZXRlT2JqZWN0UmVzcG9uc2USTAoLTGlzdEJ1Y2tldHMSHS5lbmdyYW0udjEuTGlzdEJ1Y2tldHNSZXF1ZXN0Gh4uZW5ncmFtLnYxLkxpc3RCdWNrZXRzUmVzcG9uc2USRgoJR2V0QnVja2V0EhsuZW5ncmFtLnYxLkdldEJ1Y2tldFJlcXVlc3QaHC5lbmdyYW0udjEuR2V0QnVja2V0UmVzcG9uc2USWAoPR2V0Q2FwYWJpbGl0aWVzEiEuZW5ncmFtLnYxLkdldENhcGFiaWxpdGllc1JlcXVlc3QaIi5lbmdyYW0udjEuR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2USagoVQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkEicuZW5ncmFtLnYxLkNyZWF0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QaKC5lbmdyYW0udjEuQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USSwoKVXBsb2FkUGFydBIcLmVuZ3JhbS52MS5VcGxvYWRQYXJ0UmVxdWVzdBodLmVuZ3JhbS52MS5VcGxvYWRQYXJ0UmVzcG9uc2UoARJGCglMaXN0UGFydHMSGy5lbmdyYW0udjEuTGlzdFBhcnRzUmVxdWVzdBocLmVuZ3JhbS52MS5MaXN0UGFydHNSZXNwb25zZRJnChRMaXN0TXVsdGlwYXJ0VXBsb2FkcxImLmVuZ3JhbS52MS5MaXN0TXVsdGlwYXJ0VXBsb2Fkc1JlcXVlc3QaJy5lbmdyYW0udjEuTGlzdE11bHRpcGFydFVwbG9hZHNSZXNwb25zZRJwChdDb21wbGV0ZU11bHRpcGFydFVwbG9hZBIpLmVuZ3JhbS52MS5Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QaKi5lbmdyYW0udjEuQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXNwb25zZRJnChRBYm9ydE11bHRpcGFydFVwbG9hZBImLmVuZ3JhbS52MS5BYm9ydE11bHRpcGFydFVwbG9hZFJlcXVlc3QaJy5lbmdyYW0udjEuQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXNwb25zZWIGcHJvdG8z", [file_engram_v1_object, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message engram.v1.UploadRequest
@@ -447,6 +449,435 @@ export const GetCapabilitiesResponseSchema: GenMessage<GetCapabilitiesResponse> 
   messageDesc(file_engram_v1_storage_service, 15);
 
 /**
+ * @generated from message engram.v1.CreateMultipartUploadRequest
+ */
+export type CreateMultipartUploadRequest = Message<"engram.v1.CreateMultipartUploadRequest"> & {
+  /**
+   * Properties of the object to create. size, when set, is the declared
+   * total size; expected_checksums and if_generation_match are checked at
+   * completion.
+   *
+   * @generated from field: engram.v1.ObjectSpec spec = 1;
+   */
+  spec?: ObjectSpec | undefined;
+
+  /**
+   * Size of every part but the last, 5 MiB to 5 GiB. When unset, the
+   * server chooses one from the declared size.
+   *
+   * @generated from field: optional int64 part_size = 2;
+   */
+  partSize?: bigint | undefined;
+};
+
+/**
+ * Describes the message engram.v1.CreateMultipartUploadRequest.
+ * Use `create(CreateMultipartUploadRequestSchema)` to create a new message.
+ */
+export const CreateMultipartUploadRequestSchema: GenMessage<CreateMultipartUploadRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 16);
+
+/**
+ * @generated from message engram.v1.CreateMultipartUploadResponse
+ */
+export type CreateMultipartUploadResponse = Message<"engram.v1.CreateMultipartUploadResponse"> & {
+  /**
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * Recommended size of every part but the last.
+   *
+   * @generated from field: int64 part_size = 2;
+   */
+  partSize: bigint;
+
+  /**
+   * Highest part number the upload accepts.
+   *
+   * @generated from field: int32 max_part_count = 3;
+   */
+  maxPartCount: number;
+
+  /**
+   * When the upload expires unless more parts arrive; every stored part
+   * moves it later.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 4;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message engram.v1.CreateMultipartUploadResponse.
+ * Use `create(CreateMultipartUploadResponseSchema)` to create a new message.
+ */
+export const CreateMultipartUploadResponseSchema: GenMessage<CreateMultipartUploadResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 17);
+
+/**
+ * @generated from message engram.v1.UploadPartRequest
+ */
+export type UploadPartRequest = Message<"engram.v1.UploadPartRequest"> & {
+  /**
+   * Required in the first message, and only there.
+   *
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * 1 to 10000, in the first message.
+   *
+   * @generated from field: int32 part_number = 2;
+   */
+  partNumber: number;
+
+  /**
+   * Declared part size, in the first message; any other length fails.
+   *
+   * @generated from field: optional int64 size = 3;
+   */
+  size?: bigint | undefined;
+
+  /**
+   * Checksums the part must have, in the first message.
+   *
+   * @generated from field: engram.v1.ObjectChecksums expected_checksums = 4;
+   */
+  expectedChecksums?: ObjectChecksums | undefined;
+
+  /**
+   * Offset of data in the part; must equal the bytes sent before.
+   *
+   * @generated from field: int64 write_offset = 5;
+   */
+  writeOffset: bigint;
+
+  /**
+   * @generated from field: engram.v1.ChunkedData data = 6;
+   */
+  data?: ChunkedData | undefined;
+
+  /**
+   * Set on the last message. A stream that ends without it stores nothing.
+   *
+   * @generated from field: bool finish_write = 7;
+   */
+  finishWrite: boolean;
+};
+
+/**
+ * Describes the message engram.v1.UploadPartRequest.
+ * Use `create(UploadPartRequestSchema)` to create a new message.
+ */
+export const UploadPartRequestSchema: GenMessage<UploadPartRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 18);
+
+/**
+ * One stored part of a multipart upload.
+ *
+ * @generated from message engram.v1.Part
+ */
+export type Part = Message<"engram.v1.Part"> & {
+  /**
+   * @generated from field: int32 part_number = 1;
+   */
+  partNumber: number;
+
+  /**
+   * @generated from field: int64 size = 2;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: engram.v1.ObjectChecksums checksums = 3;
+   */
+  checksums?: ObjectChecksums | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message engram.v1.Part.
+ * Use `create(PartSchema)` to create a new message.
+ */
+export const PartSchema: GenMessage<Part> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 19);
+
+/**
+ * @generated from message engram.v1.UploadPartResponse
+ */
+export type UploadPartResponse = Message<"engram.v1.UploadPartResponse"> & {
+  /**
+   * @generated from field: engram.v1.Part part = 1;
+   */
+  part?: Part | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message engram.v1.UploadPartResponse.
+ * Use `create(UploadPartResponseSchema)` to create a new message.
+ */
+export const UploadPartResponseSchema: GenMessage<UploadPartResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 20);
+
+/**
+ * @generated from message engram.v1.ListPartsRequest
+ */
+export type ListPartsRequest = Message<"engram.v1.ListPartsRequest"> & {
+  /**
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+};
+
+/**
+ * Describes the message engram.v1.ListPartsRequest.
+ * Use `create(ListPartsRequestSchema)` to create a new message.
+ */
+export const ListPartsRequestSchema: GenMessage<ListPartsRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 21);
+
+/**
+ * @generated from message engram.v1.ListPartsResponse
+ */
+export type ListPartsResponse = Message<"engram.v1.ListPartsResponse"> & {
+  /**
+   * @generated from field: repeated engram.v1.Part parts = 1;
+   */
+  parts: Part[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message engram.v1.ListPartsResponse.
+ * Use `create(ListPartsResponseSchema)` to create a new message.
+ */
+export const ListPartsResponseSchema: GenMessage<ListPartsResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 22);
+
+/**
+ * @generated from message engram.v1.ListMultipartUploadsRequest
+ */
+export type ListMultipartUploadsRequest = Message<"engram.v1.ListMultipartUploadsRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * Only uploads of keys that start with this prefix.
+   *
+   * @generated from field: string prefix = 2;
+   */
+  prefix: string;
+
+  /**
+   * 1 to 1000; 0 means 1000.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous page, unchanged.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message engram.v1.ListMultipartUploadsRequest.
+ * Use `create(ListMultipartUploadsRequestSchema)` to create a new message.
+ */
+export const ListMultipartUploadsRequestSchema: GenMessage<ListMultipartUploadsRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 23);
+
+/**
+ * A multipart upload in progress.
+ *
+ * @generated from message engram.v1.MultipartUpload
+ */
+export type MultipartUpload = Message<"engram.v1.MultipartUpload"> & {
+  /**
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * @generated from field: string bucket = 2;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string key = 3;
+   */
+  key: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 5;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message engram.v1.MultipartUpload.
+ * Use `create(MultipartUploadSchema)` to create a new message.
+ */
+export const MultipartUploadSchema: GenMessage<MultipartUpload> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 24);
+
+/**
+ * @generated from message engram.v1.ListMultipartUploadsResponse
+ */
+export type ListMultipartUploadsResponse = Message<"engram.v1.ListMultipartUploadsResponse"> & {
+  /**
+   * @generated from field: repeated engram.v1.MultipartUpload uploads = 1;
+   */
+  uploads: MultipartUpload[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message engram.v1.ListMultipartUploadsResponse.
+ * Use `create(ListMultipartUploadsResponseSchema)` to create a new message.
+ */
+export const ListMultipartUploadsResponseSchema: GenMessage<ListMultipartUploadsResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 25);
+
+/**
+ * A part to join, in CompleteMultipartUploadRequest.
+ *
+ * @generated from message engram.v1.CompletedPart
+ */
+export type CompletedPart = Message<"engram.v1.CompletedPart"> & {
+  /**
+   * @generated from field: int32 part_number = 1;
+   */
+  partNumber: number;
+
+  /**
+   * When set, the stored part must have this sha256, so a replaced part
+   * cannot slip in unnoticed.
+   *
+   * @generated from field: engram.v1.ObjectChecksums checksums = 2;
+   */
+  checksums?: ObjectChecksums | undefined;
+};
+
+/**
+ * Describes the message engram.v1.CompletedPart.
+ * Use `create(CompletedPartSchema)` to create a new message.
+ */
+export const CompletedPartSchema: GenMessage<CompletedPart> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 26);
+
+/**
+ * @generated from message engram.v1.CompleteMultipartUploadRequest
+ */
+export type CompleteMultipartUploadRequest = Message<"engram.v1.CompleteMultipartUploadRequest"> & {
+  /**
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * Parts in increasing part number order. Every part but the last must be
+   * at least 5 MiB.
+   *
+   * @generated from field: repeated engram.v1.CompletedPart parts = 2;
+   */
+  parts: CompletedPart[];
+
+  /**
+   * Checksums the whole object must have, besides those given at creation.
+   *
+   * @generated from field: engram.v1.ObjectChecksums expected_checksums = 3;
+   */
+  expectedChecksums?: ObjectChecksums | undefined;
+};
+
+/**
+ * Describes the message engram.v1.CompleteMultipartUploadRequest.
+ * Use `create(CompleteMultipartUploadRequestSchema)` to create a new message.
+ */
+export const CompleteMultipartUploadRequestSchema: GenMessage<CompleteMultipartUploadRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 27);
+
+/**
+ * @generated from message engram.v1.CompleteMultipartUploadResponse
+ */
+export type CompleteMultipartUploadResponse = Message<"engram.v1.CompleteMultipartUploadResponse"> & {
+  /**
+   * @generated from field: engram.v1.Object object = 1;
+   */
+  object?: Object$ | undefined;
+};
+
+/**
+ * Describes the message engram.v1.CompleteMultipartUploadResponse.
+ * Use `create(CompleteMultipartUploadResponseSchema)` to create a new message.
+ */
+export const CompleteMultipartUploadResponseSchema: GenMessage<CompleteMultipartUploadResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 28);
+
+/**
+ * @generated from message engram.v1.AbortMultipartUploadRequest
+ */
+export type AbortMultipartUploadRequest = Message<"engram.v1.AbortMultipartUploadRequest"> & {
+  /**
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+};
+
+/**
+ * Describes the message engram.v1.AbortMultipartUploadRequest.
+ * Use `create(AbortMultipartUploadRequestSchema)` to create a new message.
+ */
+export const AbortMultipartUploadRequestSchema: GenMessage<AbortMultipartUploadRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 29);
+
+/**
+ * @generated from message engram.v1.AbortMultipartUploadResponse
+ */
+export type AbortMultipartUploadResponse = Message<"engram.v1.AbortMultipartUploadResponse"> & {
+};
+
+/**
+ * Describes the message engram.v1.AbortMultipartUploadResponse.
+ * Use `create(AbortMultipartUploadResponseSchema)` to create a new message.
+ */
+export const AbortMultipartUploadResponseSchema: GenMessage<AbortMultipartUploadResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 30);
+
+/**
  * Stores and serves objects. Errors use fixed codes: NOT_FOUND for a missing
  * bucket or object, FAILED_PRECONDITION for a failed if_generation_match,
  * OUT_OF_RANGE for a read past the end or a size mismatch, INVALID_ARGUMENT
@@ -537,6 +968,71 @@ export const StorageService: GenService<{
     methodKind: "unary";
     input: typeof GetCapabilitiesRequestSchema;
     output: typeof GetCapabilitiesResponseSchema;
+  },
+  /**
+   * Starts a multipart upload. Parts can then be sent in any order, in
+   * parallel and to any replica; nothing is visible until
+   * CompleteMultipartUpload commits the object.
+   *
+   * @generated from rpc engram.v1.StorageService.CreateMultipartUpload
+   */
+  createMultipartUpload: {
+    methodKind: "unary";
+    input: typeof CreateMultipartUploadRequestSchema;
+    output: typeof CreateMultipartUploadResponseSchema;
+  },
+  /**
+   * Stores one part from a stream: the first message names the upload and
+   * the part, then data chunks at increasing write_offset; the last sets
+   * finish_write. Sending a part number again replaces that part.
+   *
+   * @generated from rpc engram.v1.StorageService.UploadPart
+   */
+  uploadPart: {
+    methodKind: "client_streaming";
+    input: typeof UploadPartRequestSchema;
+    output: typeof UploadPartResponseSchema;
+  },
+  /**
+   * Lists the parts the server stores for an upload, by part number.
+   *
+   * @generated from rpc engram.v1.StorageService.ListParts
+   */
+  listParts: {
+    methodKind: "unary";
+    input: typeof ListPartsRequestSchema;
+    output: typeof ListPartsResponseSchema;
+  },
+  /**
+   * Lists the multipart uploads in progress in a bucket, by key.
+   *
+   * @generated from rpc engram.v1.StorageService.ListMultipartUploads
+   */
+  listMultipartUploads: {
+    methodKind: "unary";
+    input: typeof ListMultipartUploadsRequestSchema;
+    output: typeof ListMultipartUploadsResponseSchema;
+  },
+  /**
+   * Joins the listed parts into the object and commits it, checking the
+   * preconditions and checksums given at creation.
+   *
+   * @generated from rpc engram.v1.StorageService.CompleteMultipartUpload
+   */
+  completeMultipartUpload: {
+    methodKind: "unary";
+    input: typeof CompleteMultipartUploadRequestSchema;
+    output: typeof CompleteMultipartUploadResponseSchema;
+  },
+  /**
+   * Ends an upload and removes its parts.
+   *
+   * @generated from rpc engram.v1.StorageService.AbortMultipartUpload
+   */
+  abortMultipartUpload: {
+    methodKind: "unary";
+    input: typeof AbortMultipartUploadRequestSchema;
+    output: typeof AbortMultipartUploadResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_engram_v1_storage_service, 0);

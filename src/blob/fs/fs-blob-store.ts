@@ -13,6 +13,11 @@
  * file names. The key itself is recoverable from the .json file. The .json
  * file is written only after the data is flushed to disk, so a blob without
  * one is the leftover of an unfinished upload.
+ *
+ * A part of a multipart upload is a blob of its own, with the version id
+ * <upload version id>.part-<number>.<attempt uuid>, so parts of one object
+ * sit next to its content files. Complete streams the parts in order into
+ * a new .data file, never holding more than one read buffer in memory.
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -24,6 +29,8 @@ import type { BlobHeaders, BlobReadRange, BlobRef, BlobStore, BlobWriter, Stored
 import { StorageError } from "../../service/errors.js";
 
 const READ_BUFFER_BYTES = 1024 * 1024;
+/** Version id of an object's blob: a UUID. */
+const VERSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export class FsBlobStore implements BlobStore {
   readonly kind = "fs";
@@ -101,6 +108,9 @@ export class FsBlobStore implements BlobStore {
         if (!name.endsWith(".json")) continue;
         const sidecar = JSON.parse(await readFile(join(bucketDir, shard, name), "utf8")) as BlobHeaders & BlobRef;
         const { bucket: _bucket, key, versionId, ...headers } = sidecar;
+        // Parts of multipart uploads have version ids "<uuid>.part-<n>.<uuid>"
+        // and are no objects of their own.
+        if (!VERSION_ID.test(versionId)) continue;
         yield { ref: { bucket, key, versionId }, headers };
       }
     }
