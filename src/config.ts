@@ -21,6 +21,13 @@ export interface Config {
   readonly buckets: readonly string[];
   /** Origins allowed to call from a browser; empty turns CORS off, "*" allows any. */
   readonly corsOrigins: readonly string[];
+  /**
+   * Base URL that clients use to reach this Engram's HTTP data plane, put
+   * into the URLs it signs; empty means the URL it listens on.
+   */
+  readonly publicUrl: string;
+  /** Keys for signing data plane URLs, the first one active; empty means one generated into the data directory. */
+  readonly signingKeys: readonly { readonly id: string; readonly secret: string }[];
   readonly logLevel: string;
   /** JSON lines, or human-readable text through pino-pretty. */
   readonly logFormat: LogFormat;
@@ -50,6 +57,8 @@ export interface S3Config {
   readonly region: string;
   /** Prepended to every Engram bucket name to form the S3 bucket name. */
   readonly bucketPrefix: string;
+  /** Endpoint that clients reach, for presigned URLs; empty means the same as `endpoint`. */
+  readonly publicEndpoint: string;
   /** Creates missing S3 buckets at start. */
   readonly createBuckets: boolean;
   /** Part size for uploads of unknown size, in bytes. */
@@ -162,6 +171,8 @@ function buildConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVar
     dataDir: resolve(text(env, "ENGRAM_DATA_DIR", "data")),
     buckets: bucketList(env, "ENGRAM_BUCKETS"),
     corsOrigins: list(env, "ENGRAM_CORS_ORIGINS"),
+    publicUrl: urlSetting(env, "ENGRAM_PUBLIC_URL", ""),
+    signingKeys: signingKeys(env, fromVault),
     logLevel: oneOf(env, "ENGRAM_LOG_LEVEL", "info", ["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
     logFormat: logFormat(env),
     maxObjectBytes: integer(env, "ENGRAM_MAX_OBJECT_BYTES", 5 * TiB, 0, Number.MAX_SAFE_INTEGER),
@@ -205,6 +216,7 @@ function readS3Config(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVa
     secretKey: secret(env, "ENGRAM_S3_SECRET_KEY", fromVault) ?? "",
     region: text(env, "ENGRAM_S3_REGION", "us-east-1"),
     bucketPrefix: text(env, "ENGRAM_S3_BUCKET_PREFIX", ""),
+    publicEndpoint: urlSetting(env, "ENGRAM_S3_PUBLIC_ENDPOINT", ""),
     createBuckets: oneOf(env, "ENGRAM_S3_CREATE_BUCKETS", "true", ["true", "false"]) === "true",
     partSizeBytes: integer(env, "ENGRAM_S3_PART_SIZE_BYTES", 16 * MiB, 5 * MiB, 5 * 1024 * MiB),
     partsInFlight: integer(env, "ENGRAM_S3_PARTS_IN_FLIGHT", 4, 1, 64),
@@ -325,6 +337,38 @@ function vaultField(vault: VaultConfig, name: SecretVariable, fields: Record<str
     throw new ConfigError(`${name}_VAULT_FIELD=${field}: field ${JSON.stringify(field)} of ${where} is empty: store the value in it`);
   }
   return value.trim();
+}
+
+/** Reads an optional http(s) URL setting, without a trailing slash. */
+function urlSetting(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const value = text(env, name, fallback);
+  if (value === "") return value;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${name}=${JSON.stringify(value)} is not a URL: use a form such as https://files.example.test`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new ConfigError(`${name}=${JSON.stringify(value)} must start with http:// or https://`);
+  }
+  return value.replace(/\/+$/, "");
+}
+
+/** Reads ENGRAM_SIGNING_KEYS: comma-separated ID=SECRET pairs, the first one used for new URLs. */
+function signingKeys(env: NodeJS.ProcessEnv, fromVault: Partial<Record<string, string>>): { id: string; secret: string }[] {
+  const raw = secret(env, "ENGRAM_SIGNING_KEYS", fromVault) ?? "";
+  const keys = [];
+  for (const pair of raw.split(",").map((item) => item.trim()).filter(Boolean)) {
+    const at = pair.indexOf("=");
+    const id = pair.slice(0, at);
+    const value = pair.slice(at + 1);
+    if (at <= 0 || !/^[A-Za-z0-9_-]{1,32}$/.test(id) || value.length < 32) {
+      throw new ConfigError("ENGRAM_SIGNING_KEYS has an entry that is not ID=SECRET with an ID of letters, digits, _ or - and a secret of at least 32 characters: fix the entry");
+    }
+    keys.push({ id, secret: value });
+  }
+  return keys;
 }
 
 /**

@@ -11,6 +11,7 @@ const codeOfKind: Record<StorageErrorKind, Code> = {
   data_loss: Code.DataLoss,
   aborted: Code.Aborted,
   cancelled: Code.Canceled,
+  permission_denied: Code.PermissionDenied,
   resource_exhausted: Code.ResourceExhausted,
   unavailable: Code.Unavailable,
   internal: Code.Internal,

@@ -40,6 +40,12 @@ export interface BlobWriter {
   abort(): Promise<void>;
 }
 
+/** Response headers a presigned GET makes the store send. */
+export interface PresignResponseHeaders {
+  readonly contentDisposition?: string | undefined;
+  readonly contentType?: string | undefined;
+}
+
 export interface WriterOptions {
   /** Declared content length, if known; lets the store choose its part size. */
   readonly size?: number | undefined;
@@ -73,6 +79,18 @@ export interface BlobStore {
   scan(bucket: string): AsyncIterable<StoredBlob>;
   /** Removes a blob; a missing blob is not an error. */
   delete(ref: BlobRef): Promise<void>;
+  /**
+   * Returns a URL that clients use to GET a blob from the store directly,
+   * signed without a network call. Stores that cannot serve clients
+   * directly, like the filesystem, leave it out.
+   */
+  presignGet?(ref: BlobRef, expiresInSeconds: number, response: PresignResponseHeaders): Promise<string>;
+  /** Returns a URL that clients use to PUT the content of a new blob into the store directly. */
+  presignPut?(ref: BlobRef, expiresInSeconds: number): Promise<string>;
+  /** Returns the size of a blob written through a presigned URL, or undefined while it is missing. */
+  sizeOf?(ref: BlobRef): Promise<number | undefined>;
+  /** Marks a blob written through a presigned URL as finished by storing its headers. */
+  writeHeaders?(ref: BlobRef, headers: BlobHeaders): Promise<void>;
   /** Checks that the store is reachable, or rejects with an `unavailable` StorageError. */
   ping(): Promise<void>;
   close(): Promise<void>;

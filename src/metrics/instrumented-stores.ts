@@ -24,12 +24,22 @@ async function timed<T>(histogram: DurationHistogram, operation: string, backend
 
 export class InstrumentedBlobStore implements BlobStore {
   readonly kind: string;
+  readonly presignGet?: BlobStore["presignGet"];
+  readonly presignPut?: BlobStore["presignPut"];
+  readonly sizeOf?: BlobStore["sizeOf"];
+  readonly writeHeaders?: BlobStore["writeHeaders"];
 
   constructor(
     private readonly inner: BlobStore,
     private readonly histogram: DurationHistogram,
   ) {
     this.kind = inner.kind;
+    // Optional capabilities exist on the wrapper only where the store has them.
+    const { presignGet, presignPut, sizeOf, writeHeaders } = inner;
+    if (presignGet) this.presignGet = (...args) => this.time("blob.presign_get", () => presignGet.apply(inner, args));
+    if (presignPut) this.presignPut = (...args) => this.time("blob.presign_put", () => presignPut.apply(inner, args));
+    if (sizeOf) this.sizeOf = (...args) => this.time("blob.size_of", () => sizeOf.apply(inner, args));
+    if (writeHeaders) this.writeHeaders = (...args) => this.time("blob.write_headers", () => writeHeaders.apply(inner, args));
   }
 
   ensureBuckets(buckets: readonly string[]): Promise<void> {

@@ -19,6 +19,7 @@ const ACCESS_KEY_SHOWN_CHARS = 4;
 export function redactConfig(config: Config): Config {
   return {
     ...config,
+    signingKeys: config.signingKeys.map((key) => ({ id: key.id, secret: redact(key.secret) })),
     s3: { ...config.s3, accessKey: redactAccessKey(config.s3.accessKey), secretKey: redact(config.s3.secretKey) },
     postgres: {
       ...config.postgres,

@@ -8,10 +8,23 @@ import { S3BlobStore } from "./s3-blob-store.js";
  * explicitly, so the client signs requests without a region lookup call.
  */
 export function openS3BlobStore(config: S3Config): S3BlobStore {
-  const endpoint = new URL(config.endpoint);
+  const client = clientFor(config.endpoint, config);
+  const publicClient = config.publicEndpoint === "" ? undefined : clientFor(config.publicEndpoint, config);
+  return new S3BlobStore(client, {
+    publicClient,
+    bucketPrefix: config.bucketPrefix,
+    region: config.region,
+    createBuckets: config.createBuckets,
+    partSizeBytes: config.partSizeBytes,
+    partsInFlight: config.partsInFlight,
+  });
+}
+
+function clientFor(endpointUrl: string, config: S3Config): Client {
+  const endpoint = new URL(endpointUrl);
   const useSSL = endpoint.protocol === "https:";
   const defaultPort = useSSL ? 443 : 80;
-  const client = new Client({
+  return new Client({
     endPoint: endpoint.hostname,
     port: endpoint.port === "" ? defaultPort : Number(endpoint.port),
     useSSL,
@@ -19,12 +32,5 @@ export function openS3BlobStore(config: S3Config): S3BlobStore {
     secretKey: config.secretKey,
     region: config.region,
     pathStyle: true,
-  });
-  return new S3BlobStore(client, {
-    bucketPrefix: config.bucketPrefix,
-    region: config.region,
-    createBuckets: config.createBuckets,
-    partSizeBytes: config.partSizeBytes,
-    partsInFlight: config.partsInFlight,
   });
 }

@@ -24,11 +24,17 @@ import { Readable } from "node:stream";
 
 import type { Client as MinioClient } from "minio";
 
-import type { BlobHeaders, BlobReadRange, BlobRef, BlobStore, BlobWriter, StoredBlob, WriterOptions } from "../blob-store.js";
+import type { BlobHeaders, BlobReadRange, BlobRef, BlobStore, BlobWriter, PresignResponseHeaders, StoredBlob, WriterOptions } from "../blob-store.js";
 import { S3BlobWriter, type S3WriterSettings } from "./s3-blob-writer.js";
 import { translateS3Error } from "./s3-errors.js";
 
 export interface S3BlobStoreOptions extends S3WriterSettings {
+  /**
+   * Client for the endpoint that users reach, which may differ from the
+   * one Engram uses (minio:9000 inside a cluster, https://files.example.test
+   * outside). It only signs URLs and never connects.
+   */
+  readonly publicClient?: MinioClient;
   /** Prepended to every Engram bucket name to form the S3 bucket name. */
   readonly bucketPrefix: string;
   readonly region: string;
@@ -109,6 +115,44 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
+  async presignGet(ref: BlobRef, expiresInSeconds: number, response: PresignResponseHeaders): Promise<string> {
+    const params: Record<string, string> = {};
+    if (response.contentDisposition !== undefined) params["response-content-disposition"] = response.contentDisposition;
+    if (response.contentType !== undefined) params["response-content-type"] = response.contentType;
+    try {
+      return await this.signer.presignedUrl("GET", this.s3BucketOf(ref.bucket), objectNameOf(ref), expiresInSeconds, params);
+    } catch (err) {
+      throw translateS3Error(err, `sign a GET URL for ${ref.bucket}/${ref.key}`);
+    }
+  }
+
+  async presignPut(ref: BlobRef, expiresInSeconds: number): Promise<string> {
+    try {
+      return await this.signer.presignedUrl("PUT", this.s3BucketOf(ref.bucket), objectNameOf(ref), expiresInSeconds);
+    } catch (err) {
+      throw translateS3Error(err, `sign a PUT URL for ${ref.bucket}/${ref.key}`);
+    }
+  }
+
+  async sizeOf(ref: BlobRef): Promise<number | undefined> {
+    try {
+      return (await this.client.statObject(this.s3BucketOf(ref.bucket), objectNameOf(ref))).size;
+    } catch (err) {
+      const code = String((err as { code?: unknown }).code ?? "");
+      if (code === "NotFound" || code === "NoSuchKey") return undefined;
+      throw translateS3Error(err, `look up blob of ${ref.bucket}/${ref.key}`);
+    }
+  }
+
+  async writeHeaders(ref: BlobRef, headers: BlobHeaders): Promise<void> {
+    const sidecar = JSON.stringify({ bucket: ref.bucket, key: ref.key, versionId: ref.versionId, ...headers });
+    try {
+      await this.client.putObject(this.s3BucketOf(ref.bucket), `${objectNameOf(ref)}.json`, Buffer.from(sidecar), undefined, { "Content-Type": "application/json" });
+    } catch (err) {
+      throw translateS3Error(err, `write blob headers of ${ref.bucket}/${ref.key}`);
+    }
+  }
+
   async ping(): Promise<void> {
     try {
       await this.client.listBuckets();
@@ -118,6 +162,10 @@ export class S3BlobStore implements BlobStore {
   }
 
   async close(): Promise<void> {}
+
+  private get signer(): MinioClient {
+    return this.options.publicClient ?? this.client;
+  }
 
   /** Names the S3 bucket of an Engram bucket. */
   s3BucketOf(bucket: string): string {

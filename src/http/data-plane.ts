@@ -1,0 +1,275 @@
+/*
+ * Plain HTTP access to objects on the API port, for curl, job runners and
+ * browsers that hold a URL instead of a gRPC client:
+ *
+ *   GET|HEAD /v1/buckets/{bucket}/objects/{key}   download; Range, ETag and
+ *                                                 If-None-Match as in HTTP
+ *   PUT      /v1/buckets/{bucket}/objects/{key}   upload, streamed to the
+ *                                                 blob store
+ *
+ * The key is the rest of the path, percent-decoded. A URL that carries an
+ * X-Engram-Signature is a presigned URL: its signature, expiry and signed
+ * constraints are checked before anything else. Unsigned requests follow
+ * the same rules as the gRPC API, which has no access control yet.
+ * Uploads use the same service as the Upload RPC, so the same commit point
+ * holds: a PUT that is cut off stores nothing.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+
+import type { Logger } from "pino";
+
+import { DEFAULT_CONTENT_TYPE } from "../api/convert.js";
+import type { ObjectRecord } from "../metadata/metadata-store.js";
+import type { CatalogService } from "../service/catalog.js";
+import type { DownloadService } from "../service/download.js";
+import { StorageError, invalidArgument, type StorageErrorKind } from "../service/errors.js";
+import type { UploadChunk, UploadService } from "../service/upload.js";
+import { CONSTRAINT } from "../presign/constraints.js";
+import { SIGNATURE_PARAM, type UrlSigner } from "../presign/url-signer.js";
+
+type Request = IncomingMessage | Http2ServerRequest;
+type Response = ServerResponse | Http2ServerResponse;
+
+export const OBJECT_PATH_PREFIX = "/v1/buckets/";
+
+const STATUS_OF_KIND: Record<StorageErrorKind, number> = {
+  invalid_argument: 400,
+  not_found: 404,
+  already_exists: 409,
+  failed_precondition: 412,
+  out_of_range: 416,
+  data_loss: 500,
+  aborted: 409,
+  cancelled: 499,
+  permission_denied: 403,
+  resource_exhausted: 413,
+  unavailable: 503,
+  internal: 500,
+};
+
+export interface DataPlaneDeps {
+  readonly uploads: UploadService;
+  readonly downloads: DownloadService;
+  readonly catalog: CatalogService;
+  readonly signer: UrlSigner;
+  readonly log: Logger;
+}
+
+/** Returns a handler that serves object paths and returns false for any other path. */
+export function createDataPlane(deps: DataPlaneDeps): (req: Request, res: Response) => boolean {
+  return (req, res) => {
+    const url = new URL(req.url ?? "/", "http://engram.invalid");
+    if (!url.pathname.startsWith(OBJECT_PATH_PREFIX)) return false;
+
+    const started = performance.now();
+    serve(deps, req, res, url).then(
+      (bytes) => deps.log.info({ http: req.method, path: "object", code: res.statusCode, durationMs: Math.round(performance.now() - started), bytes }, "http request finished"),
+      (err: unknown) => {
+        const error = err instanceof StorageError ? err : new StorageError("internal", "internal error: see the server log", { cause: err });
+        const level = error.kind === "internal" || error.kind === "data_loss" ? "error" : "info";
+        deps.log[level]({ http: req.method, path: "object", code: STATUS_OF_KIND[error.kind], reason: error.message, err: level === "error" ? (error.cause ?? error) : undefined }, "http request failed");
+        sendError(res, error);
+      },
+    );
+    return true;
+  };
+}
+
+async function serve(deps: DataPlaneDeps, req: Request, res: Response, url: URL): Promise<number> {
+  const { bucket, key } = objectPathOf(url.pathname);
+  const signed = url.searchParams.has(SIGNATURE_PARAM);
+  const method = req.method ?? "GET";
+
+  switch (method) {
+    case "GET":
+    case "HEAD": {
+      const constraints = signed ? deps.signer.verify("GET", bucket, key, url.searchParams) : {};
+      return download(deps, req, res, bucket, key, method === "HEAD", constraints);
+    }
+    case "PUT": {
+      const constraints = signed ? deps.signer.verify("PUT", bucket, key, url.searchParams) : {};
+      return upload(deps, req, res, bucket, key, constraints);
+    }
+    default:
+      res.setHeader("Allow", "GET, HEAD, PUT");
+      throw new StorageError("invalid_argument", `method ${method} is not supported on objects: use GET, HEAD or PUT`);
+  }
+}
+
+/** Splits /v1/buckets/{bucket}/objects/{key} into its decoded parts. */
+export function objectPathOf(pathname: string): { bucket: string; key: string } {
+  const rest = pathname.slice(OBJECT_PATH_PREFIX.length);
+  const marker = rest.indexOf("/objects/");
+  if (marker <= 0) {
+    throw invalidArgument(`path ${pathname} is not of the form /v1/buckets/{bucket}/objects/{key}`);
+  }
+  try {
+    return { bucket: decodeURIComponent(rest.slice(0, marker)), key: decodeURIComponent(rest.slice(marker + "/objects/".length)) };
+  } catch {
+    throw invalidArgument(`path ${pathname} has invalid percent-encoding: encode the key with encodeURIComponent per segment`);
+  }
+}
+
+async function download(
+  deps: DataPlaneDeps,
+  req: Request,
+  res: Response,
+  bucket: string,
+  key: string,
+  headOnly: boolean,
+  constraints: Record<string, string>,
+): Promise<number> {
+  const range = parseRange(headerOf(req, "range"));
+  const controller = new AbortController();
+  res.once("close", () => controller.abort());
+
+  let opened;
+  try {
+    opened = await deps.downloads.open({ bucket, key, generation: 0, readOffset: range?.offset ?? 0, readLimit: range?.limit ?? 0 }, controller.signal);
+  } catch (err) {
+    if (err instanceof StorageError && err.kind === "out_of_range") {
+      const object = await deps.catalog.getObject(bucket, key, 0);
+      res.setHeader("Content-Range", `bytes */${object.size}`);
+    }
+    throw err;
+  }
+  const { object, start, end } = opened;
+
+  setObjectHeaders(res, object, constraints);
+  if (headerOf(req, "if-none-match") === object.etag) {
+    res.writeHead(304);
+    res.end();
+    return 0;
+  }
+  res.setHeader("Content-Length", String(end - start));
+  if (range) {
+    res.setHeader("Content-Range", `bytes ${start}-${end - 1}/${object.size}`);
+  }
+  res.writeHead(range ? 206 : 200);
+  if (headOnly) {
+    res.end();
+    return 0;
+  }
+
+  let sent = 0;
+  const counted = (async function* () {
+    for await (const chunk of opened.chunks) {
+      sent += chunk.byteLength;
+      yield chunk;
+    }
+  })();
+  await pipeline(Readable.from(counted), res as NodeJS.WritableStream);
+  return sent;
+}
+
+async function upload(deps: DataPlaneDeps, req: Request, res: Response, bucket: string, key: string, constraints: Record<string, string>): Promise<number> {
+  const contentType = headerOf(req, "content-type") ?? DEFAULT_CONTENT_TYPE;
+  const contentLength = headerOf(req, "content-length");
+  const size = contentLength === undefined ? undefined : Number(contentLength);
+
+  requireConstraint(constraints, CONSTRAINT.contentType, contentType, "Content-Type");
+  if (constraints[CONSTRAINT.size] !== undefined) {
+    requireConstraint(constraints, CONSTRAINT.size, contentLength ?? "", "Content-Length");
+  }
+  const ifGenerationMatch = constraints[CONSTRAINT.ifGenerationMatch] ?? headerOf(req, "x-engram-if-generation-match");
+  const sha256 = constraints[CONSTRAINT.sha256] ?? headerOf(req, "x-engram-sha256");
+
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (name.startsWith("x-engram-meta-") && typeof value === "string") metadata[name.slice("x-engram-meta-".length)] = value;
+  }
+
+  const controller = new AbortController();
+  res.once("close", () => {
+    if (!res.writableFinished) controller.abort();
+  });
+
+  const object = await deps.uploads.upload(
+    {
+      bucket,
+      key,
+      contentType,
+      metadata,
+      tags: {},
+      storageClass: "STANDARD",
+      size,
+      expectedSha256: sha256?.toLowerCase(),
+      expectedCrc32c: undefined,
+      ifGenerationMatch: ifGenerationMatch === undefined ? undefined : Number(ifGenerationMatch),
+    },
+    chunksOf(req),
+    controller.signal,
+  );
+
+  setObjectHeaders(res, object, {});
+  res.setHeader("Content-Type", "application/json");
+  res.writeHead(200);
+  res.end(`${JSON.stringify({ bucket: object.bucket, key: object.key, generation: String(object.generation), size: String(object.size), sha256: object.sha256, etag: object.etag })}\n`);
+  return object.size;
+}
+
+/** Turns a request body into upload chunks; the end of the body is finish_write. */
+async function* chunksOf(req: Request): AsyncGenerator<UploadChunk> {
+  let offset = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    yield { writeOffset: offset, data: chunk, crc32c: undefined, finishWrite: false };
+    offset += chunk.length;
+  }
+  yield { writeOffset: offset, data: new Uint8Array(0), crc32c: undefined, finishWrite: true };
+}
+
+function requireConstraint(constraints: Record<string, string>, name: string, actual: string, header: string): void {
+  const expected = constraints[name];
+  if (expected !== undefined && expected !== actual) {
+    throw new StorageError("permission_denied", `this URL was signed for ${header}: ${expected}, but the request sent ${JSON.stringify(actual)}: send the headers the URL was issued with`);
+  }
+}
+
+function setObjectHeaders(res: Response, object: ObjectRecord, constraints: Record<string, string>): void {
+  res.setHeader("Content-Type", constraints[CONSTRAINT.responseContentType] ?? object.contentType);
+  res.setHeader("ETag", object.etag);
+  res.setHeader("Last-Modified", object.createdAt.toUTCString());
+  res.setHeader("Accept-Ranges", "bytes");
+  res.setHeader("X-Engram-Generation", String(object.generation));
+  res.setHeader("X-Engram-Sha256", object.sha256);
+  const disposition = constraints[CONSTRAINT.responseContentDisposition];
+  if (disposition !== undefined) res.setHeader("Content-Disposition", disposition);
+}
+
+/**
+ * Parses a single byte range ("bytes=a-b", "bytes=a-", "bytes=-n") into a
+ * read offset and limit. Other forms, such as several ranges, are ignored
+ * and the whole object is sent, as HTTP allows.
+ */
+export function parseRange(header: string | undefined): { offset: number; limit: number } | undefined {
+  const match = header?.match(/^bytes=(\d*)-(\d*)$/);
+  if (!match) return undefined;
+  const [, first, last] = match;
+  if (first === "" && last === "") return undefined;
+  if (first === "") return { offset: -Number(last), limit: 0 };
+  const offset = Number(first);
+  if (last === "") return { offset, limit: 0 };
+  const end = Number(last);
+  if (end < offset) return undefined;
+  return { offset, limit: end - offset + 1 };
+}
+
+function headerOf(req: Request, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function sendError(res: Response, error: StorageError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const status = STATUS_OF_KIND[error.kind];
+  res.setHeader("Content-Type", "application/json");
+  res.writeHead(status);
+  const message = error.kind === "internal" ? "internal error: see the server log" : error.message;
+  res.end(`${JSON.stringify({ code: error.kind, message })}\n`);
+}

@@ -1,0 +1,262 @@
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Client as MinioClient } from "minio";
+import { afterAll, describe, expect, inject, it } from "vitest";
+
+import { PresignOperation, PresignService } from "../gen/engram/v1/presign_service_pb.js";
+import { S3BlobStore } from "../src/blob/s3/s3-blob-store.js";
+import { UrlSigner } from "../src/presign/url-signer.js";
+import { isStorageError } from "../src/service/errors.js";
+import { backendsUnderTest } from "./support/backends.js";
+import { storageClient, type TestEngram } from "./support/engram.js";
+import { random, sha256Hex, upload } from "./support/objects.js";
+import { freePort } from "./support/s3-peers.js";
+
+const execFileAsync = promisify(execFile);
+const BUCKET = "mnemos-models";
+const backends = await backendsUnderTest();
+const started: TestEngram[] = [];
+const dirs: string[] = [];
+
+afterAll(async () => {
+  for (const engram of started) await engram.destroy();
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+function presignClient(engram: TestEngram) {
+  return createClient(PresignService, createGrpcTransport({ baseUrl: engram.url }));
+}
+
+async function failure(call: () => Promise<unknown>): Promise<ConnectError | undefined> {
+  return call().then(
+    () => undefined,
+    (err: unknown) => ConnectError.from(err),
+  );
+}
+
+describe("UrlSigner", () => {
+  const signer = new UrlSigner([
+    { id: "new", secret: Buffer.alloc(32, 1) },
+    { id: "old", secret: Buffer.alloc(32, 2) },
+  ]);
+  const request = { method: "GET", bucket: "b", key: "k/ü", expires: 2_000_000_000, constraints: { "response-content-type": "text/plain" } };
+
+  it("accepts its own signature", () => {
+    const query = signer.sign(request);
+    expect(signer.verify("GET", "b", "k/ü", query, 0)).toEqual({ "response-content-type": "text/plain" });
+  });
+
+  it("rejects another method, key or constraint", () => {
+    const query = signer.sign(request);
+    expect(() => signer.verify("PUT", "b", "k/ü", query, 0)).toThrow(/signature does not match/);
+    expect(() => signer.verify("GET", "b", "k/u", query, 0)).toThrow(/signature does not match/);
+    query.set("response-content-type", "text/html");
+    expect(() => signer.verify("GET", "b", "k/ü", query, 0)).toThrow(/signature does not match/);
+  });
+
+  it("rejects an expired URL", () => {
+    const query = signer.sign(request);
+    let error: unknown;
+    try {
+      signer.verify("GET", "b", "k/ü", query, 2_000_000_001_000);
+    } catch (err) {
+      error = err;
+    }
+    expect(isStorageError(error, "permission_denied")).toBe(true);
+    expect((error as Error).message).toContain("expired");
+  });
+
+  it("accepts URLs of a rotated-out key", () => {
+    const oldSigner = new UrlSigner([{ id: "old", secret: Buffer.alloc(32, 2) }]);
+    const query = oldSigner.sign(request);
+    expect(signer.verify("GET", "b", "k/ü", query, 0)).toBeDefined();
+  });
+});
+
+describe.each(backends)("presigned URLs on $name", (backend) => {
+  const s3 = backend.name !== "embedded";
+
+  it.skipIf(!backend.available)("GET serves the object with its file name", async () => {
+    const env: Record<string, string> = {};
+    if (s3) {
+      // Clients reach the store by another name than Engram does.
+      env.ENGRAM_S3_PUBLIC_ENDPOINT = inject("minio")!.endpoint.replace("127.0.0.1", "localhost");
+    }
+    const engram = await backend.start(env);
+    started.push(engram);
+    const content = random(300_000);
+    await upload(storageClient("grpc", engram.url), BUCKET, "presign/a b?c.bin", content, { contentType: "application/x-weights" });
+
+    const fileName = "modèle v2 (final)!.safetensors";
+    const presigned = await presignClient(engram).generatePresignedUrl({
+      bucket: BUCKET,
+      key: "presign/a b?c.bin",
+      operation: PresignOperation.GET,
+      expiresInSeconds: 120n,
+      downloadFileName: fileName,
+    });
+    expect(presigned.method).toBe("GET");
+    if (s3) expect(presigned.url).toContain(`${env.ENGRAM_S3_PUBLIC_ENDPOINT!}/`);
+    const expiresIn = Number(presigned.expireTime!.seconds) - Date.now() / 1000;
+    expect(expiresIn).toBeGreaterThan(100);
+    expect(expiresIn).toBeLessThanOrEqual(121);
+
+    const response = await fetch(presigned.url);
+    expect(response.status).toBe(200);
+    const body = Buffer.from(await response.arrayBuffer());
+    expect(sha256Hex(body)).toBe(sha256Hex(content));
+    const disposition = response.headers.get("content-disposition") ?? "";
+    expect(disposition).toContain(`filename*=UTF-8''${encodeURIComponent(fileName).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`);
+
+    const ranged = await fetch(presigned.url, { headers: { Range: "bytes=100-199" } });
+    expect(ranged.status).toBe(206);
+    expect(Buffer.from(await ranged.arrayBuffer()).equals(content.subarray(100, 200))).toBe(true);
+  });
+
+  it.skipIf(!backend.available)("expiry outside 60 s to 7 days is rejected", async () => {
+    const engram = await backend.start();
+    started.push(engram);
+    await upload(storageClient("grpc", engram.url), BUCKET, "presign/x", random(10));
+    for (const seconds of [59n, 604_801n]) {
+      const err = await failure(() => presignClient(engram).generatePresignedUrl({ bucket: BUCKET, key: "presign/x", operation: PresignOperation.GET, expiresInSeconds: seconds }));
+      expect(err?.code).toBe(Code.InvalidArgument);
+      expect(err?.rawMessage).toContain("60 to 604800");
+    }
+    const missing = await failure(() => presignClient(engram).generatePresignedUrl({ bucket: BUCKET, key: "presign/none", operation: PresignOperation.GET }));
+    expect(missing?.code).toBe(Code.NotFound);
+  });
+
+  it.skipIf(!backend.available)("PUT stores the object at the commit point", async () => {
+    const engram = await backend.start();
+    started.push(engram);
+    const client = storageClient("grpc", engram.url);
+    const content = random(200_000);
+    const presigned = await presignClient(engram).generatePresignedUrl({
+      bucket: BUCKET,
+      key: "presign/put.bin",
+      operation: PresignOperation.PUT,
+      contentType: "application/x-test",
+      size: BigInt(content.length),
+      expectedChecksums: { sha256: createHash("sha256").update(content).digest() },
+    });
+    expect(presigned.method).toBe("PUT");
+
+    const response = await fetch(presigned.url, { method: "PUT", body: content, headers: presigned.requiredHeaders });
+    expect(response.status).toBe(200);
+
+    if (presigned.finalizeToken !== "") {
+      // Uploaded to the store but not committed: nothing visible yet.
+      const hidden = await failure(() => client.getObject({ bucket: BUCKET, key: "presign/put.bin" }));
+      expect(hidden?.code).toBe(Code.NotFound);
+      const { object } = await presignClient(engram).finalizePresignedUpload({ finalizeToken: presigned.finalizeToken });
+      expect(object?.size).toBe(BigInt(content.length));
+      const again = await presignClient(engram).finalizePresignedUpload({ finalizeToken: presigned.finalizeToken });
+      expect(again.object?.generation).toBe(object?.generation);
+    }
+
+    const { object } = await client.getObject({ bucket: BUCKET, key: "presign/put.bin" });
+    expect(Buffer.from(object!.checksums!.sha256).toString("hex")).toBe(sha256Hex(content));
+    expect(object?.contentType).toBe("application/x-test");
+  });
+
+  it.skipIf(!backend.available)("PUT of other content is not committed", async () => {
+    const engram = await backend.start();
+    started.push(engram);
+    const expected = random(1000);
+    const presigned = await presignClient(engram).generatePresignedUrl({
+      bucket: BUCKET,
+      key: "presign/wrong.bin",
+      operation: PresignOperation.PUT,
+      expectedChecksums: { sha256: createHash("sha256").update(expected).digest() },
+    });
+    const response = await fetch(presigned.url, { method: "PUT", body: random(1000), headers: presigned.requiredHeaders });
+    if (presigned.finalizeToken === "") {
+      expect(response.status).toBe(400);
+    } else {
+      expect(response.status).toBe(200);
+      const err = await failure(() => presignClient(engram).finalizePresignedUpload({ finalizeToken: presigned.finalizeToken }));
+      expect(err?.code).toBe(Code.InvalidArgument);
+    }
+    const hidden = await failure(() => storageClient("grpc", engram.url).getObject({ bucket: BUCKET, key: "presign/wrong.bin" }));
+    expect(hidden?.code).toBe(Code.NotFound);
+  });
+});
+
+describe("embedded data plane", () => {
+  const embedded = backends[0]!;
+
+  it("tampered and wrong-header URLs are 403", async () => {
+    const engram = await embedded.start();
+    started.push(engram);
+    await upload(storageClient("grpc", engram.url), BUCKET, "plane/a", random(10));
+    const get = await presignClient(engram).generatePresignedUrl({ bucket: BUCKET, key: "plane/a", operation: PresignOperation.GET });
+    const tampered = get.url.replace("plane/a", "plane/b");
+    expect((await fetch(tampered)).status).toBe(403);
+
+    const put = await presignClient(engram).generatePresignedUrl({ bucket: BUCKET, key: "plane/c", operation: PresignOperation.PUT, contentType: "text/plain" });
+    const wrongType = await fetch(put.url, { method: "PUT", body: "x", headers: { "Content-Type": "text/html" } });
+    expect(wrongType.status).toBe(403);
+    expect(await wrongType.text()).toContain("Content-Type");
+  });
+
+  it("curl -T uploads and curl -O downloads", async () => {
+    const engram = await embedded.start();
+    started.push(engram);
+    const dir = await mkdtemp(join(tmpdir(), "engram-curl-"));
+    dirs.push(dir);
+    const content = random(3 * 1024 * 1024 + 7);
+    await writeFile(join(dir, "model.safetensors"), content);
+    const url = `${engram.url}/v1/buckets/${BUCKET}/objects/curl/model.safetensors`;
+
+    const put = await execFileAsync("curl", ["-sS", "--fail-with-body", "-T", "model.safetensors", url], { cwd: dir, timeout: 30_000 });
+    expect(JSON.parse(put.stdout).sha256).toBe(sha256Hex(content));
+
+    const out = join(dir, "out");
+    await execFileAsync("mkdir", ["-p", out]);
+    await execFileAsync("curl", ["-sS", "--fail", "-O", url], { cwd: out, timeout: 30_000 });
+    expect(sha256Hex(await readFile(join(out, "model.safetensors")))).toBe(sha256Hex(content));
+
+    const head = await fetch(url, { method: "HEAD" });
+    expect(head.headers.get("content-length")).toBe(String(content.length));
+    const etag = head.headers.get("etag")!;
+    expect((await fetch(url, { headers: { "If-None-Match": etag } })).status).toBe(304);
+    const unsatisfiable = await fetch(url, { headers: { Range: `bytes=${content.length}-` } });
+    expect(unsatisfiable.status).toBe(416);
+    expect(unsatisfiable.headers.get("content-range")).toBe(`bytes */${content.length}`);
+    expect((await fetch(`${engram.url}/v1/buckets/${BUCKET}/objects/curl/missing`)).status).toBe(404);
+  });
+
+  it("cut-off PUT stores nothing", async () => {
+    const engram = await embedded.start();
+    started.push(engram);
+    const port = new URL(engram.url).port;
+    const net = await import("node:net");
+    const socket = net.connect(Number(port), "127.0.0.1");
+    await new Promise((resolve) => socket.once("connect", resolve));
+    socket.write(`PUT /v1/buckets/${BUCKET}/objects/cut/off HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n`);
+    socket.write(random(300_000));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const err = await failure(() => storageClient("grpc", engram.url).getObject({ bucket: BUCKET, key: "cut/off" }));
+    expect(err?.code).toBe(Code.NotFound);
+  });
+});
+
+describe("S3 signing", () => {
+  it("needs no reachable store", async () => {
+    const deadPort = await freePort();
+    const client = new MinioClient({ endPoint: "127.0.0.1", port: deadPort, useSSL: false, accessKey: "a", secretKey: "b".repeat(20), region: "us-east-1", pathStyle: true });
+    const store = new S3BlobStore(client, { bucketPrefix: "", region: "us-east-1", createBuckets: false, partSizeBytes: 5 * 1024 * 1024, partsInFlight: 1 });
+    const url = await store.presignGet({ bucket: BUCKET, key: "k", versionId: "v" }, 60, { contentDisposition: "attachment" });
+    expect(url).toContain(`127.0.0.1:${deadPort}`);
+    expect(url).toContain("X-Amz-Signature");
+  });
+});
