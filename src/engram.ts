@@ -39,6 +39,7 @@ import type { Limits } from "./service/limits.js";
 import { MAX_KEY_BYTES } from "./service/names.js";
 import { ReadCounter } from "./service/read-counter.js";
 import { DEFAULT_UPLOAD_EXPIRY_MS, MultipartService } from "./service/multipart.js";
+import { ResumableService } from "./service/resumable.js";
 import { UploadSweeper } from "./service/upload-sweeper.js";
 import { UploadService } from "./service/upload.js";
 
@@ -135,6 +136,7 @@ async function startServices(
   const downloads = new DownloadService(timedMetadata, timedBlobs, limits, reads);
   const catalog = new CatalogService(timedMetadata, sweeper, limits);
   const multipart = new MultipartService(timedMetadata, timedBlobs, limits, options.uploadExpiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS);
+  const resumable = new ResumableService(timedMetadata, timedBlobs, limits, multipart, options.uploadExpiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS);
   const uploadSweeper = new UploadSweeper(timedMetadata, log);
 
   const health = new HealthStatus();
@@ -142,7 +144,7 @@ async function startServices(
   const calls = new CallTracker();
 
   const routes = (router: ConnectRouter): void => {
-    registerStorageService(router, { uploads, downloads, catalog, multipart, authorizer: options.authorizer ?? allowAll, limits });
+    registerStorageService(router, { uploads, downloads, catalog, multipart, resumable, authorizer: options.authorizer ?? allowAll, limits });
     registerHealth(router, health);
     registerReflection(router, [file_engram_v1_storage_service, file_grpc_health_v1_health] as DescFile[]);
   };

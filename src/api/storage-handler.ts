@@ -10,10 +10,12 @@ import type { DownloadService } from "../service/download.js";
 import { StorageError, invalidArgument } from "../service/errors.js";
 import type { Limits } from "../service/limits.js";
 import type { MultipartService } from "../service/multipart.js";
+import type { ResumableService } from "../service/resumable.js";
 import type { UploadChunk, UploadService } from "../service/upload.js";
 import type { Authorizer } from "./authorize.js";
 import { callFactsOf } from "./call-log.js";
 import { createMultipartHandler } from "./multipart-handler.js";
+import { createResumableHandler, resumeUpload } from "./resumable-handler.js";
 import { checksumsToProto, numberFromInt64, objectToProto, uploadSpecFromProto } from "./convert.js";
 
 export interface StorageHandlerDeps {
@@ -23,6 +25,7 @@ export interface StorageHandlerDeps {
   readonly authorizer: Authorizer;
   readonly limits: Limits;
   readonly multipart: MultipartService;
+  readonly resumable: ResumableService;
 }
 
 /**
@@ -34,9 +37,11 @@ export function registerStorageService(router: ConnectRouter, deps: StorageHandl
   router.service(StorageService, createStorageHandler(deps));
 }
 
-function createStorageHandler({ uploads, downloads, catalog, authorizer, limits, multipart }: StorageHandlerDeps): ServiceImpl<typeof StorageService> {
+function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof StorageService> {
+  const { uploads, downloads, catalog, authorizer, limits, multipart, resumable } = deps;
   return {
     ...createMultipartHandler(multipart, authorizer),
+    ...createResumableHandler(resumable, authorizer),
 
     async upload(requests, ctx) {
       const iterator = requests[Symbol.asyncIterator]();
@@ -44,8 +49,11 @@ function createStorageHandler({ uploads, downloads, catalog, authorizer, limits,
       if (first.done) {
         throw invalidArgument("upload stream is empty: send the object spec in the first message");
       }
+      if (first.value.spec === undefined && first.value.uploadId !== "") {
+        return resumeUpload(resumable, authorizer, first.value.uploadId, chunksOf(first.value, iterator, ctx.signal), ctx);
+      }
       if (first.value.spec === undefined) {
-        throw invalidArgument("first upload message has no spec: send bucket, key and the other object properties first");
+        throw invalidArgument("first upload message has neither spec nor upload_id: send the object properties, or the upload_id of a resumable upload, first");
       }
 
       const spec = uploadSpecFromProto(first.value.spec);
@@ -165,8 +173,8 @@ async function* chunksOf(first: UploadRequest, rest: AsyncIterator<UploadRequest
       }
       return;
     }
-    if (next.value.spec !== undefined) {
-      throw invalidArgument("spec was sent again after the first message: send it in the first message only");
+    if (next.value.spec !== undefined || next.value.uploadId !== "") {
+      throw invalidArgument("spec or upload_id was sent again after the first message: send it in the first message only");
     }
     yield chunkOf(next.value);
   }

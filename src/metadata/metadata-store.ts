@@ -91,11 +91,15 @@ export interface UploadSessionRecord {
   readonly spec: UploadSessionSpec;
   /** Size of every part but the last, in bytes. */
   readonly partSize: number;
+  /** True for a resumable single-stream upload, whose parts are consecutive segments. */
+  readonly resumable: boolean;
+  /** Generation of the object a finished resumable upload committed. */
+  readonly finishedGeneration: number | undefined;
   readonly createdAt: Date;
   readonly expiresAt: Date;
 }
 
-export type NewUploadSession = Omit<UploadSessionRecord, "createdAt" | "expiresAt">;
+export type NewUploadSession = Omit<UploadSessionRecord, "createdAt" | "expiresAt" | "finishedGeneration">;
 
 /** One stored part of a multipart upload. */
 export interface PartRecord {
@@ -171,7 +175,7 @@ export interface MetadataStore {
   recordReads(reads: readonly ObjectRead[]): Promise<void>;
   /** Records a new multipart upload that expires `ttlMs` from now, by the database clock. */
   createUploadSession(session: NewUploadSession, ttlMs: number): Promise<UploadSessionRecord>;
-  /** Returns an upload that has not expired, or undefined. */
+  /** Returns an upload that has not expired, finished or not, or undefined. */
   getUploadSession(uploadId: string): Promise<UploadSessionRecord | undefined>;
   /** Lists unexpired uploads of a bucket in (key, upload id) order. */
   listUploadSessions(query: ListUploadsQuery): Promise<UploadSessionRecord[]>;
@@ -181,13 +185,20 @@ export interface MetadataStore {
    * deletion. Throws NOT_FOUND when the upload is gone or expired.
    */
   recordPart(part: NewPart, ttlMs: number): Promise<{ part: PartRecord; expiresAt: Date }>;
+  /**
+   * Appends a segment to a resumable upload as the part after the last
+   * one. Throws ABORTED when the stored segments do not end at
+   * `offset`, because another writer appended first.
+   */
+  appendSegment(part: Omit<NewPart, "partNumber">, offset: number, ttlMs: number): Promise<PartRecord>;
   /** Returns the parts of an upload by part number. */
   listParts(uploadId: string): Promise<PartRecord[]>;
   /**
    * Commits the object of a multipart upload as commitObject does, and in
    * the same transaction removes the upload and queues every part blob for
    * deletion. Throws NOT_FOUND when the upload is gone, and ABORTED when a
-   * part in `parts` was replaced since it was read.
+   * part in `parts` was replaced since it was read. A resumable upload's
+   * row stays, marked finished, until it expires.
    */
   completeUpload(uploadId: string, parts: readonly PartRecord[], object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord>;
   /** Removes an upload and queues its part blobs for deletion. Throws NOT_FOUND when it is gone. */

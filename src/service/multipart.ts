@@ -80,8 +80,11 @@ export class MultipartService {
     private readonly expiryMs: number,
   ) {}
 
-  /** Validates the spec and the part size, reserves a generation and records the session. */
-  async create(spec: UploadSpec, partSize: number | undefined): Promise<UploadSessionRecord> {
+  /**
+   * Validates the spec and the part size, reserves a generation and records
+   * the session. A resumable session takes its parts as consecutive segments.
+   */
+  async create(spec: UploadSpec, partSize: number | undefined, resumable = false): Promise<UploadSessionRecord> {
     validateUploadSpec(spec, this.limits);
     const chosenPartSize = this.partSizeOf(spec.size, partSize);
     await requireBucket(this.metadata, spec.bucket);
@@ -90,7 +93,7 @@ export class MultipartService {
     const generation = await this.metadata.reserveGeneration();
     const { bucket, key, ...stored } = spec;
     return this.metadata.createUploadSession(
-      { uploadId: randomUUID(), bucket, key, generation, versionId: randomUUID(), spec: stored, partSize: chosenPartSize },
+      { uploadId: randomUUID(), bucket, key, generation, versionId: randomUUID(), spec: stored, partSize: chosenPartSize, resumable },
       this.expiryMs,
     );
   }
@@ -104,7 +107,7 @@ export class MultipartService {
     const session = await this.requireSession(head.uploadId);
     this.validatePartHead(session, head);
 
-    const ref = partRefOf(session, head.partNumber);
+    const ref = partBlobRef(session, String(head.partNumber));
     const writer = await this.blobs.createWriter(ref, { size: head.size, signal, generation: session.generation, contentType: "application/octet-stream" });
     try {
       const hasher = await this.receivePart(head, abortable(chunks, signal, "part upload"), (data) => writer.write(data));
@@ -166,7 +169,25 @@ export class MultipartService {
     signal?: AbortSignal,
   ): Promise<ObjectRecord> {
     const session = await this.requireSession(uploadId);
+    if (session.resumable) {
+      throw invalidArgument(`upload ${uploadId} is a resumable upload: finish it with finish_write on Upload or WriteChunk`);
+    }
     const parts = await this.resolveParts(session, listed);
+    return this.joinAndCommit(session, parts, expected, signal);
+  }
+
+  /**
+   * Streams `parts` in order into a fresh blob of the object, checks the
+   * sizes and checksums, and commits the object in the transaction that
+   * ends the session.
+   */
+  async joinAndCommit(
+    session: UploadSessionRecord,
+    parts: readonly PartRecord[],
+    expected: { sha256: string | undefined; crc32c: number | undefined },
+    signal?: AbortSignal,
+  ): Promise<ObjectRecord> {
+    const { uploadId } = session;
     const size = parts.reduce((sum, part) => sum + part.size, 0);
     if (session.spec.size !== undefined && size !== session.spec.size) {
       throw new StorageError(
@@ -232,12 +253,13 @@ export class MultipartService {
     await this.metadata.abortUpload(uploadId);
   }
 
-  private async requireSession(uploadId: string): Promise<UploadSessionRecord> {
+  /** Returns an unexpired session; a finished one only with `allowFinished`. */
+  async requireSession(uploadId: string, allowFinished = false): Promise<UploadSessionRecord> {
     if (uploadId === "") {
-      throw invalidArgument("upload_id is empty: give the upload_id that CreateMultipartUpload returned");
+      throw invalidArgument("upload_id is empty: give the upload_id that CreateMultipartUpload or StartResumableWrite returned");
     }
     const session = await this.metadata.getUploadSession(uploadId);
-    if (!session) {
+    if (!session || (!allowFinished && session.finishedGeneration !== undefined)) {
       throw notFound(`upload ${JSON.stringify(uploadId)} not found: it was completed, aborted or has expired; start a new upload`);
     }
     return session;
@@ -399,9 +421,9 @@ export class MultipartService {
   }
 }
 
-/** Names the blob of one attempt at a part. */
-function partRefOf(session: UploadSessionRecord, partNumber: number): BlobRef {
-  return { bucket: session.bucket, key: session.key, versionId: `${session.versionId}.part-${partNumber}.${randomUUID()}` };
+/** Names the blob of one attempt at a part, or of one segment of a resumable upload. */
+export function partBlobRef(session: UploadSessionRecord, label: string): BlobRef {
+  return { bucket: session.bucket, key: session.key, versionId: `${session.versionId}.part-${label}.${randomUUID()}` };
 }
 
 function verifyPartChecksums(head: PartHead, sha256: string, crc32c: number): void {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file engram/v1/storage_service.proto.
  */
 export const file_engram_v1_storage_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9lbmdyYW0vdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEihgEKDVVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCCIzCg5VcGxvYWRSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0ImsKD0Rvd25sb2FkUmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMSEwoLcmVhZF9vZmZzZXQYBCABKAMSEgoKcmVhZF9saW1pdBgFIAEoAyLDAQoQRG93bmxvYWRSZXNwb25zZRIjCghtZXRhZGF0YRgBIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QSLgoNY29udGVudF9yYW5nZRgCIAEoCzIXLmVuZ3JhbS52MS5Db250ZW50UmFuZ2USNAoQb2JqZWN0X2NoZWNrc3VtcxgDIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMSJAoEZGF0YRgEIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YSJDChBHZXRPYmplY3RSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSEgoKZ2VuZXJhdGlvbhgDIAEoAyI2ChFHZXRPYmplY3RSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0Im4KEkxpc3RPYmplY3RzUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDgoGcHJlZml4GAIgASgJEhEKCWRlbGltaXRlchgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJkChNMaXN0T2JqZWN0c1Jlc3BvbnNlEiIKB29iamVjdHMYASADKAsyES5lbmdyYW0udjEuT2JqZWN0EhAKCHByZWZpeGVzGAIgAygJEhcKD25leHRfcGFnZV90b2tlbhgDIAEoCSJsChNEZWxldGVPYmplY3RSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSIAoTaWZfZ2VuZXJhdGlvbl9tYXRjaBgDIAEoA0gAiAEBQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIhYKFERlbGV0ZU9iamVjdFJlc3BvbnNlIhQKEkxpc3RCdWNrZXRzUmVxdWVzdCI5ChNMaXN0QnVja2V0c1Jlc3BvbnNlEiIKB2J1Y2tldHMYASADKAsyES5lbmdyYW0udjEuQnVja2V0IiAKEEdldEJ1Y2tldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI2ChFHZXRCdWNrZXRSZXNwb25zZRIhCgZidWNrZXQYASABKAsyES5lbmdyYW0udjEuQnVja2V0IhgKFkdldENhcGFiaWxpdGllc1JlcXVlc3QiwwEKF0dldENhcGFiaWxpdGllc1Jlc3BvbnNlEhkKEW1heF9tZXNzYWdlX2J5dGVzGAEgASgDEh4KFm1heF91cGxvYWRfY2h1bmtfYnl0ZXMYAiABKAMSIAoYbWF4X2Rvd25sb2FkX2NodW5rX2J5dGVzGAMgASgDEhgKEG1heF9vYmplY3RfYnl0ZXMYBCABKAMSGgoSbWF4X2xpc3RfcGFnZV9zaXplGAUgASgFEhUKDW1heF9rZXlfYnl0ZXMYBiABKAUiaQocQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZW5ncmFtLnYxLk9iamVjdFNwZWMSFgoJcGFydF9zaXplGAIgASgDSACIAQFCDAoKX3BhcnRfc2l6ZSKOAQodQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEhEKCXBhcnRfc2l6ZRgCIAEoAxIWCg5tYXhfcGFydF9jb3VudBgDIAEoBRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi4QEKEVVwbG9hZFBhcnRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRITCgtwYXJ0X251bWJlchgCIAEoBRIRCgRzaXplGAMgASgDSACIAQESNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAQgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIUCgx3cml0ZV9vZmZzZXQYBSABKAMSJAoEZGF0YRgGIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YRIUCgxmaW5pc2hfd3JpdGUYByABKAhCBwoFX3NpemUiiQEKBFBhcnQSEwoLcGFydF9udW1iZXIYASABKAUSDAoEc2l6ZRgCIAEoAxItCgljaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChJVcGxvYWRQYXJ0UmVzcG9uc2USHQoEcGFydBgBIAEoCzIPLmVuZ3JhbS52MS5QYXJ0Ei8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIlChBMaXN0UGFydHNSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSJkChFMaXN0UGFydHNSZXNwb25zZRIeCgVwYXJ0cxgBIAMoCzIPLmVuZ3JhbS52MS5QYXJ0Ei8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChtMaXN0TXVsdGlwYXJ0VXBsb2Fkc1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEg4KBnByZWZpeBgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSKjAQoPTXVsdGlwYXJ0VXBsb2FkEhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZidWNrZXQYAiABKAkSCwoDa2V5GAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAocTGlzdE11bHRpcGFydFVwbG9hZHNSZXNwb25zZRIrCgd1cGxvYWRzGAEgAygLMhouZW5ncmFtLnYxLk11bHRpcGFydFVwbG9hZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUwoNQ29tcGxldGVkUGFydBITCgtwYXJ0X251bWJlchgBIAEoBRItCgljaGVja3N1bXMYAiABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zIpQBCh5Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEicKBXBhcnRzGAIgAygLMhguZW5ncmFtLnYxLkNvbXBsZXRlZFBhcnQSNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAMgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcyJECh9Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEiEKBm9iamVjdBgBIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QiMAobQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSIeChxBYm9ydE11bHRpcGFydFVwbG9hZFJlc3BvbnNlMrQJCg5TdG9yYWdlU2VydmljZRI/CgZVcGxvYWQSGC5lbmdyYW0udjEuVXBsb2FkUmVxdWVzdBoZLmVuZ3JhbS52MS5VcGxvYWRSZXNwb25zZSgBEkUKCERvd25sb2FkEhouZW5ncmFtLnYxLkRvd25sb2FkUmVxdWVzdBobLmVuZ3JhbS52MS5Eb3dubG9hZFJlc3BvbnNlMAESRgoJR2V0T2JqZWN0EhsuZW5ncmFtLnYxLkdldE9iamVjdFJlcXVlc3QaHC5lbmdyYW0udjEuR2V0T2JqZWN0UmVzcG9uc2USTAoLTGlzdE9iamVjdHMSHS5lbmdyYW0udjEuTGlzdE9iamVjdHNSZXF1ZXN0Gh4uZW5ncmFtLnYxLkxpc3RPYmplY3RzUmVzcG9uc2USTwoMRGVsZXRlT2JqZWN0Eh4uZW5ncmFtLnYxLkRlbGV0ZU9iamVjdFJlcXVlc3QaHy5lbmdyYW0udjEuRGVsZXRlT2JqZWN0UmVzcG9uc2USTAoLTGlzdEJ1Y2tldHMSHS5lbmdyYW0udjEuTGlzdEJ1Y2tldHNSZXF1ZXN0Gh4uZW5ncmFtLnYxLkxpc3RCdWNrZXRzUmVzcG9uc2USRgoJR2V0QnVja2V0EhsuZW5ncmFtLnYxLkdldEJ1Y2tldFJlcXVlc3QaHC5lbmdyYW0udjEuR2V0QnVja2V0UmVzcG9uc2USWAoPR2V0Q2FwYWJpbGl0aWVzEiEuZW5ncmFtLnYxLkdldENhcGFiaWxpdGllc1JlcXVlc3QaIi5lbmdyYW0udjEuR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2USagoVQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkEicuZW5ncmFtLnYxLkNyZWF0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QaKC5lbmdyYW0udjEuQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USSwoKVXBsb2FkUGFydBIcLmVuZ3JhbS52MS5VcGxvYWRQYXJ0UmVxdWVzdBodLmVuZ3JhbS52MS5VcGxvYWRQYXJ0UmVzcG9uc2UoARJGCglMaXN0UGFydHMSGy5lbmdyYW0udjEuTGlzdFBhcnRzUmVxdWVzdBocLmVuZ3JhbS52MS5MaXN0UGFydHNSZXNwb25zZRJnChRMaXN0TXVsdGlwYXJ0VXBsb2FkcxImLmVuZ3JhbS52MS5MaXN0TXVsdGlwYXJ0VXBsb2Fkc1JlcXVlc3QaJy5lbmdyYW0udjEuTGlzdE11bHRpcGFydFVwbG9hZHNSZXNwb25zZRJwChdDb21wbGV0ZU11bHRpcGFydFVwbG9hZBIpLmVuZ3JhbS52MS5Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QaKi5lbmdyYW0udjEuQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXNwb25zZRJnChRBYm9ydE11bHRpcGFydFVwbG9hZBImLmVuZ3JhbS52MS5BYm9ydE11bHRpcGFydFVwbG9hZFJlcXVlc3QaJy5lbmdyYW0udjEuQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXNwb25zZWIGcHJvdG8z", [file_engram_v1_object, file_google_protobuf_timestamp]);
+  fileDesc("Ch9lbmdyYW0vdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEimQEKDVVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCBIRCgl1cGxvYWRfaWQYBSABKAkiSwoOVXBsb2FkUmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdBIWCg5wZXJzaXN0ZWRfc2l6ZRgCIAEoAyJrCg9Eb3dubG9hZFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgDEhMKC3JlYWRfb2Zmc2V0GAQgASgDEhIKCnJlYWRfbGltaXQYBSABKAMiwwEKEERvd25sb2FkUmVzcG9uc2USIwoIbWV0YWRhdGEYASABKAsyES5lbmdyYW0udjEuT2JqZWN0Ei4KDWNvbnRlbnRfcmFuZ2UYAiABKAsyFy5lbmdyYW0udjEuQ29udGVudFJhbmdlEjQKEG9iamVjdF9jaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEiQKBGRhdGEYBCABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGEiQwoQR2V0T2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMiNgoRR2V0T2JqZWN0UmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdCJuChJMaXN0T2JqZWN0c1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEg4KBnByZWZpeBgCIAEoCRIRCglkZWxpbWl0ZXIYAyABKAkSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiZAoTTGlzdE9iamVjdHNSZXNwb25zZRIiCgdvYmplY3RzGAEgAygLMhEuZW5ncmFtLnYxLk9iamVjdBIQCghwcmVmaXhlcxgCIAMoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAkibAoTRGVsZXRlT2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEiAKE2lmX2dlbmVyYXRpb25fbWF0Y2gYAyABKANIAIgBAUIWChRfaWZfZ2VuZXJhdGlvbl9tYXRjaCIWChREZWxldGVPYmplY3RSZXNwb25zZSIUChJMaXN0QnVja2V0c1JlcXVlc3QiOQoTTGlzdEJ1Y2tldHNSZXNwb25zZRIiCgdidWNrZXRzGAEgAygLMhEuZW5ncmFtLnYxLkJ1Y2tldCIgChBHZXRCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiNgoRR2V0QnVja2V0UmVzcG9uc2USIQoGYnVja2V0GAEgASgLMhEuZW5ncmFtLnYxLkJ1Y2tldCIYChZHZXRDYXBhYmlsaXRpZXNSZXF1ZXN0IsMBChdHZXRDYXBhYmlsaXRpZXNSZXNwb25zZRIZChFtYXhfbWVzc2FnZV9ieXRlcxgBIAEoAxIeChZtYXhfdXBsb2FkX2NodW5rX2J5dGVzGAIgASgDEiAKGG1heF9kb3dubG9hZF9jaHVua19ieXRlcxgDIAEoAxIYChBtYXhfb2JqZWN0X2J5dGVzGAQgASgDEhoKEm1heF9saXN0X3BhZ2Vfc2l6ZRgFIAEoBRIVCg1tYXhfa2V5X2J5dGVzGAYgASgFImkKHENyZWF0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhYKCXBhcnRfc2l6ZRgCIAEoA0gAiAEBQgwKCl9wYXJ0X3NpemUijgEKHUNyZWF0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIRCglwYXJ0X3NpemUYAiABKAMSFgoObWF4X3BhcnRfY291bnQYAyABKAUSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuEBChFVcGxvYWRQYXJ0UmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSEwoLcGFydF9udW1iZXIYAiABKAUSEQoEc2l6ZRgDIAEoA0gAiAEBEjYKEmV4cGVjdGVkX2NoZWNrc3VtcxgEIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMSFAoMd3JpdGVfb2Zmc2V0GAUgASgDEiQKBGRhdGEYBiABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGESFAoMZmluaXNoX3dyaXRlGAcgASgIQgcKBV9zaXplIokBCgRQYXJ0EhMKC3BhcnRfbnVtYmVyGAEgASgFEgwKBHNpemUYAiABKAMSLQoJY2hlY2tzdW1zGAMgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAoSVXBsb2FkUGFydFJlc3BvbnNlEh0KBHBhcnQYASABKAsyDy5lbmdyYW0udjEuUGFydBIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJQoQTGlzdFBhcnRzUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiZAoRTGlzdFBhcnRzUmVzcG9uc2USHgoFcGFydHMYASADKAsyDy5lbmdyYW0udjEuUGFydBIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAobTGlzdE11bHRpcGFydFVwbG9hZHNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiowEKD011bHRpcGFydFVwbG9hZBIRCgl1cGxvYWRfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEgsKA2tleRgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImQKHExpc3RNdWx0aXBhcnRVcGxvYWRzUmVzcG9uc2USKwoHdXBsb2FkcxgBIAMoCzIaLmVuZ3JhbS52MS5NdWx0aXBhcnRVcGxvYWQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlMKDUNvbXBsZXRlZFBhcnQSEwoLcGFydF9udW1iZXIYASABKAUSLQoJY2hlY2tzdW1zGAIgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcyKUAQoeQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRInCgVwYXJ0cxgCIAMoCzIYLmVuZ3JhbS52MS5Db21wbGV0ZWRQYXJ0EjYKEmV4cGVjdGVkX2NoZWNrc3VtcxgDIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMiRAofQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0IjAKG0Fib3J0TXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiHgocQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXNwb25zZSJBChpTdGFydFJlc3VtYWJsZVdyaXRlUmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZW5ncmFtLnYxLk9iamVjdFNwZWMiYQobU3RhcnRSZXN1bWFibGVXcml0ZVJlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoXUXVlcnlXcml0ZVN0YXR1c1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIlUKGFF1ZXJ5V3JpdGVTdGF0dXNSZXNwb25zZRIWCg5wZXJzaXN0ZWRfc2l6ZRgBIAEoAxIhCgZvYmplY3QYAiABKAsyES5lbmdyYW0udjEuT2JqZWN0IngKEVdyaXRlQ2h1bmtSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRIUCgx3cml0ZV9vZmZzZXQYAiABKAMSJAoEZGF0YRgDIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YRIUCgxmaW5pc2hfd3JpdGUYBCABKAgiTwoSV3JpdGVDaHVua1Jlc3BvbnNlEhYKDnBlcnNpc3RlZF9zaXplGAEgASgDEiEKBm9iamVjdBgCIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QywgsKDlN0b3JhZ2VTZXJ2aWNlEj8KBlVwbG9hZBIYLmVuZ3JhbS52MS5VcGxvYWRSZXF1ZXN0GhkuZW5ncmFtLnYxLlVwbG9hZFJlc3BvbnNlKAESRQoIRG93bmxvYWQSGi5lbmdyYW0udjEuRG93bmxvYWRSZXF1ZXN0GhsuZW5ncmFtLnYxLkRvd25sb2FkUmVzcG9uc2UwARJGCglHZXRPYmplY3QSGy5lbmdyYW0udjEuR2V0T2JqZWN0UmVxdWVzdBocLmVuZ3JhbS52MS5HZXRPYmplY3RSZXNwb25zZRJMCgtMaXN0T2JqZWN0cxIdLmVuZ3JhbS52MS5MaXN0T2JqZWN0c1JlcXVlc3QaHi5lbmdyYW0udjEuTGlzdE9iamVjdHNSZXNwb25zZRJPCgxEZWxldGVPYmplY3QSHi5lbmdyYW0udjEuRGVsZXRlT2JqZWN0UmVxdWVzdBofLmVuZ3JhbS52MS5EZWxldGVPYmplY3RSZXNwb25zZRJMCgtMaXN0QnVja2V0cxIdLmVuZ3JhbS52MS5MaXN0QnVja2V0c1JlcXVlc3QaHi5lbmdyYW0udjEuTGlzdEJ1Y2tldHNSZXNwb25zZRJGCglHZXRCdWNrZXQSGy5lbmdyYW0udjEuR2V0QnVja2V0UmVxdWVzdBocLmVuZ3JhbS52MS5HZXRCdWNrZXRSZXNwb25zZRJYCg9HZXRDYXBhYmlsaXRpZXMSIS5lbmdyYW0udjEuR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdBoiLmVuZ3JhbS52MS5HZXRDYXBhYmlsaXRpZXNSZXNwb25zZRJqChVDcmVhdGVNdWx0aXBhcnRVcGxvYWQSJy5lbmdyYW0udjEuQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBooLmVuZ3JhbS52MS5DcmVhdGVNdWx0aXBhcnRVcGxvYWRSZXNwb25zZRJLCgpVcGxvYWRQYXJ0EhwuZW5ncmFtLnYxLlVwbG9hZFBhcnRSZXF1ZXN0Gh0uZW5ncmFtLnYxLlVwbG9hZFBhcnRSZXNwb25zZSgBEkYKCUxpc3RQYXJ0cxIbLmVuZ3JhbS52MS5MaXN0UGFydHNSZXF1ZXN0GhwuZW5ncmFtLnYxLkxpc3RQYXJ0c1Jlc3BvbnNlEmcKFExpc3RNdWx0aXBhcnRVcGxvYWRzEiYuZW5ncmFtLnYxLkxpc3RNdWx0aXBhcnRVcGxvYWRzUmVxdWVzdBonLmVuZ3JhbS52MS5MaXN0TXVsdGlwYXJ0VXBsb2Fkc1Jlc3BvbnNlEnAKF0NvbXBsZXRlTXVsdGlwYXJ0VXBsb2FkEikuZW5ncmFtLnYxLkNvbXBsZXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBoqLmVuZ3JhbS52MS5Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEmcKFEFib3J0TXVsdGlwYXJ0VXBsb2FkEiYuZW5ncmFtLnYxLkFib3J0TXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBonLmVuZ3JhbS52MS5BYm9ydE11bHRpcGFydFVwbG9hZFJlc3BvbnNlEmQKE1N0YXJ0UmVzdW1hYmxlV3JpdGUSJS5lbmdyYW0udjEuU3RhcnRSZXN1bWFibGVXcml0ZVJlcXVlc3QaJi5lbmdyYW0udjEuU3RhcnRSZXN1bWFibGVXcml0ZVJlc3BvbnNlElsKEFF1ZXJ5V3JpdGVTdGF0dXMSIi5lbmdyYW0udjEuUXVlcnlXcml0ZVN0YXR1c1JlcXVlc3QaIy5lbmdyYW0udjEuUXVlcnlXcml0ZVN0YXR1c1Jlc3BvbnNlEkkKCldyaXRlQ2h1bmsSHC5lbmdyYW0udjEuV3JpdGVDaHVua1JlcXVlc3QaHS5lbmdyYW0udjEuV3JpdGVDaHVua1Jlc3BvbnNlYgZwcm90bzM", [file_engram_v1_object, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message engram.v1.UploadRequest
@@ -46,6 +46,15 @@ export type UploadRequest = Message<"engram.v1.UploadRequest"> & {
    * @generated from field: bool finish_write = 4;
    */
   finishWrite: boolean;
+
+  /**
+   * Resumes a resumable upload: send it in the first message instead of
+   * spec. Data below the persisted size is skipped, and a stream that ends
+   * without finish_write keeps what arrived.
+   *
+   * @generated from field: string upload_id = 5;
+   */
+  uploadId: string;
 };
 
 /**
@@ -60,9 +69,18 @@ export const UploadRequestSchema: GenMessage<UploadRequest> = /*@__PURE__*/
  */
 export type UploadResponse = Message<"engram.v1.UploadResponse"> & {
   /**
+   * Set once the object is committed.
+   *
    * @generated from field: engram.v1.Object object = 1;
    */
   object?: Object$ | undefined;
+
+  /**
+   * Bytes of a resumable upload the server has persisted.
+   *
+   * @generated from field: int64 persisted_size = 2;
+   */
+  persistedSize: bigint;
 };
 
 /**
@@ -878,6 +896,153 @@ export const AbortMultipartUploadResponseSchema: GenMessage<AbortMultipartUpload
   messageDesc(file_engram_v1_storage_service, 30);
 
 /**
+ * @generated from message engram.v1.StartResumableWriteRequest
+ */
+export type StartResumableWriteRequest = Message<"engram.v1.StartResumableWriteRequest"> & {
+  /**
+   * Properties of the object to create, as in Upload.
+   *
+   * @generated from field: engram.v1.ObjectSpec spec = 1;
+   */
+  spec?: ObjectSpec | undefined;
+};
+
+/**
+ * Describes the message engram.v1.StartResumableWriteRequest.
+ * Use `create(StartResumableWriteRequestSchema)` to create a new message.
+ */
+export const StartResumableWriteRequestSchema: GenMessage<StartResumableWriteRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 31);
+
+/**
+ * @generated from message engram.v1.StartResumableWriteResponse
+ */
+export type StartResumableWriteResponse = Message<"engram.v1.StartResumableWriteResponse"> & {
+  /**
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * When the upload expires unless more data arrives; every persisted
+   * chunk moves it later.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message engram.v1.StartResumableWriteResponse.
+ * Use `create(StartResumableWriteResponseSchema)` to create a new message.
+ */
+export const StartResumableWriteResponseSchema: GenMessage<StartResumableWriteResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 32);
+
+/**
+ * @generated from message engram.v1.QueryWriteStatusRequest
+ */
+export type QueryWriteStatusRequest = Message<"engram.v1.QueryWriteStatusRequest"> & {
+  /**
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+};
+
+/**
+ * Describes the message engram.v1.QueryWriteStatusRequest.
+ * Use `create(QueryWriteStatusRequestSchema)` to create a new message.
+ */
+export const QueryWriteStatusRequestSchema: GenMessage<QueryWriteStatusRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 33);
+
+/**
+ * @generated from message engram.v1.QueryWriteStatusResponse
+ */
+export type QueryWriteStatusResponse = Message<"engram.v1.QueryWriteStatusResponse"> & {
+  /**
+   * Bytes persisted so far; resume with this write_offset.
+   *
+   * @generated from field: int64 persisted_size = 1;
+   */
+  persistedSize: bigint;
+
+  /**
+   * Set once the upload is finished.
+   *
+   * @generated from field: engram.v1.Object object = 2;
+   */
+  object?: Object$ | undefined;
+};
+
+/**
+ * Describes the message engram.v1.QueryWriteStatusResponse.
+ * Use `create(QueryWriteStatusResponseSchema)` to create a new message.
+ */
+export const QueryWriteStatusResponseSchema: GenMessage<QueryWriteStatusResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 34);
+
+/**
+ * @generated from message engram.v1.WriteChunkRequest
+ */
+export type WriteChunkRequest = Message<"engram.v1.WriteChunkRequest"> & {
+  /**
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * Offset of data in the object. Data below the persisted size is skipped.
+   *
+   * @generated from field: int64 write_offset = 2;
+   */
+  writeOffset: bigint;
+
+  /**
+   * @generated from field: engram.v1.ChunkedData data = 3;
+   */
+  data?: ChunkedData | undefined;
+
+  /**
+   * Set on the last chunk: the object is committed before the call returns.
+   *
+   * @generated from field: bool finish_write = 4;
+   */
+  finishWrite: boolean;
+};
+
+/**
+ * Describes the message engram.v1.WriteChunkRequest.
+ * Use `create(WriteChunkRequestSchema)` to create a new message.
+ */
+export const WriteChunkRequestSchema: GenMessage<WriteChunkRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 35);
+
+/**
+ * @generated from message engram.v1.WriteChunkResponse
+ */
+export type WriteChunkResponse = Message<"engram.v1.WriteChunkResponse"> & {
+  /**
+   * @generated from field: int64 persisted_size = 1;
+   */
+  persistedSize: bigint;
+
+  /**
+   * Set once the object is committed.
+   *
+   * @generated from field: engram.v1.Object object = 2;
+   */
+  object?: Object$ | undefined;
+};
+
+/**
+ * Describes the message engram.v1.WriteChunkResponse.
+ * Use `create(WriteChunkResponseSchema)` to create a new message.
+ */
+export const WriteChunkResponseSchema: GenMessage<WriteChunkResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 36);
+
+/**
  * Stores and serves objects. Errors use fixed codes: NOT_FOUND for a missing
  * bucket or object, FAILED_PRECONDITION for a failed if_generation_match,
  * OUT_OF_RANGE for a read past the end or a size mismatch, INVALID_ARGUMENT
@@ -1033,6 +1198,41 @@ export const StorageService: GenService<{
     methodKind: "unary";
     input: typeof AbortMultipartUploadRequestSchema;
     output: typeof AbortMultipartUploadResponseSchema;
+  },
+  /**
+   * Starts a resumable upload. Send its data with Upload, whose first
+   * message carries the upload_id, or with WriteChunk; after an
+   * interruption, QueryWriteStatus returns where to resume.
+   *
+   * @generated from rpc engram.v1.StorageService.StartResumableWrite
+   */
+  startResumableWrite: {
+    methodKind: "unary";
+    input: typeof StartResumableWriteRequestSchema;
+    output: typeof StartResumableWriteResponseSchema;
+  },
+  /**
+   * Returns the persisted size of a resumable upload, which never goes
+   * down, and the object once the upload is finished.
+   *
+   * @generated from rpc engram.v1.StorageService.QueryWriteStatus
+   */
+  queryWriteStatus: {
+    methodKind: "unary";
+    input: typeof QueryWriteStatusRequestSchema;
+    output: typeof QueryWriteStatusResponseSchema;
+  },
+  /**
+   * Stores one chunk of a resumable upload with a unary call, for clients
+   * that cannot stream a request body, such as browsers. The chunk is
+   * persisted when the call returns.
+   *
+   * @generated from rpc engram.v1.StorageService.WriteChunk
+   */
+  writeChunk: {
+    methodKind: "unary";
+    input: typeof WriteChunkRequestSchema;
+    output: typeof WriteChunkResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_engram_v1_storage_service, 0);

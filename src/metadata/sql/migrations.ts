@@ -90,6 +90,17 @@ const migrations: Record<string, Migration> = {
         )`.execute(db);
     },
   },
+
+  "0003_resumable_uploads": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // A resumable upload is a session whose parts are consecutive
+      // segments of one stream. Once finished, its row stays until it
+      // expires, with the committed generation, so a retried finish returns
+      // the object instead of NOT_FOUND.
+      await sql`alter table upload_sessions add column resumable boolean not null default false`.execute(db);
+      await sql`alter table upload_sessions add column finished_generation bigint`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -48,6 +48,8 @@ export interface UploadSessionsTable {
   part_size: Int8;
   created_at: Generated<Date>;
   expires_at: Date;
+  resumable: ColumnType<boolean, boolean | undefined, boolean>;
+  finished_generation: ColumnType<bigint | string | number | null, never, number | bigint>;
 }
 
 export interface UploadPartsTable {

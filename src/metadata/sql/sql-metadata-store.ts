@@ -220,6 +220,10 @@ export class SqlMetadataStore implements MetadataStore {
     return this.run(() => this.db.transaction().execute((trx) => uploads.recordPart(trx, part, ttlMs)));
   }
 
+  appendSegment(segment: Omit<NewPart, "partNumber">, offset: number, ttlMs: number): Promise<PartRecord> {
+    return this.run(() => this.db.transaction().execute((trx) => uploads.appendSegment(trx, segment, offset, ttlMs)));
+  }
+
   listParts(uploadId: string): Promise<PartRecord[]> {
     return this.run(() => uploads.listParts(this.db, uploadId));
   }
@@ -227,7 +231,7 @@ export class SqlMetadataStore implements MetadataStore {
   completeUpload(uploadId: string, parts: readonly PartRecord[], object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
     return this.run(() =>
       this.db.transaction().execute(async (trx) => {
-        await uploads.removeUpload(trx, uploadId, parts);
+        await uploads.removeUpload(trx, uploadId, parts, object.generation);
         return commitInTransaction(trx, object, ifGenerationMatch);
       }),
     );

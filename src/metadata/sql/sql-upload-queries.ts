@@ -28,6 +28,7 @@ export async function createUploadSession(db: Db, session: NewUploadSession, ttl
       version_id: session.versionId,
       spec: JSON.stringify(session.spec),
       part_size: session.partSize,
+      resumable: session.resumable,
       expires_at: expiryAfter(ttlMs),
     })
     .returningAll()
@@ -50,6 +51,7 @@ export async function listUploadSessions(db: Db, query: ListUploadsQuery): Promi
     .selectFrom("upload_sessions")
     .selectAll()
     .where("bucket", "=", query.bucket)
+    .where("finished_generation", "is", null)
     .where(sql<boolean>`expires_at > now()`);
   if (query.prefix !== "") {
     select = select.where(sql<boolean>`starts_with(key, ${query.prefix})`);
@@ -61,17 +63,60 @@ export async function listUploadSessions(db: Db, query: ListUploadsQuery): Promi
   return rows.map(sessionFromRow);
 }
 
-/** Locks an unexpired session row until the transaction ends, or throws NOT_FOUND. */
+/** Locks an unexpired, unfinished session row until the transaction ends, or throws NOT_FOUND. */
 async function lockSession(trx: Transaction<Database>, uploadId: string): Promise<Selectable<UploadSessionsTable>> {
   const row = await trx
     .selectFrom("upload_sessions")
     .selectAll()
     .where("upload_id", "=", uploadId)
+    .where("finished_generation", "is", null)
     .where(sql<boolean>`expires_at > now()`)
     .forUpdate()
     .executeTakeFirst();
   if (!row) throw uploadNotFound(uploadId);
   return row;
+}
+
+/** Moves the expiry of a locked session to `ttlMs` from now and returns it. */
+async function extendSession(trx: Transaction<Database>, uploadId: string, ttlMs: number): Promise<Date> {
+  const { expires_at } = await trx
+    .updateTable("upload_sessions")
+    .set({ expires_at: expiryAfter(ttlMs) })
+    .where("upload_id", "=", uploadId)
+    .returning("expires_at")
+    .executeTakeFirstOrThrow();
+  return expires_at;
+}
+
+export async function appendSegment(trx: Transaction<Database>, segment: Omit<NewPart, "partNumber">, offset: number, ttlMs: number): Promise<PartRecord> {
+  await lockSession(trx, segment.uploadId);
+  const stored = await trx
+    .selectFrom("upload_parts")
+    .select([sql<string>`count(*)`.as("count"), sql<string | null>`sum(size)`.as("bytes")])
+    .where("upload_id", "=", segment.uploadId)
+    .executeTakeFirstOrThrow();
+  const persisted = Number(stored.bytes ?? 0);
+  if (persisted !== offset) {
+    throw new StorageError(
+      "aborted",
+      `upload ${segment.uploadId} now has ${persisted} bytes, not ${offset}: another writer is sending it; call QueryWriteStatus and resume from its persisted_size`,
+    );
+  }
+
+  const row = await trx
+    .insertInto("upload_parts")
+    .values({
+      upload_id: segment.uploadId,
+      part_number: Number(stored.count) + 1,
+      version_id: segment.versionId,
+      size: segment.size,
+      sha256: segment.sha256,
+      crc32c: segment.crc32c,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  await extendSession(trx, segment.uploadId, ttlMs);
+  return partFromRow(row);
 }
 
 export async function recordPart(trx: Transaction<Database>, part: NewPart, ttlMs: number): Promise<{ part: PartRecord; expiresAt: Date }> {
@@ -109,13 +154,8 @@ export async function recordPart(trx: Transaction<Database>, part: NewPart, ttlM
     .returningAll()
     .executeTakeFirstOrThrow();
 
-  const { expires_at } = await trx
-    .updateTable("upload_sessions")
-    .set({ expires_at: expiryAfter(ttlMs) })
-    .where("upload_id", "=", part.uploadId)
-    .returning("expires_at")
-    .executeTakeFirstOrThrow();
-  return { part: partFromRow(row), expiresAt: expires_at };
+  const expiresAt = await extendSession(trx, part.uploadId, ttlMs);
+  return { part: partFromRow(row), expiresAt };
 }
 
 export async function listParts(db: Db, uploadId: string): Promise<PartRecord[]> {
@@ -128,7 +168,12 @@ export async function listParts(db: Db, uploadId: string): Promise<PartRecord[]>
  * deletion. With `expected`, first checks that each of those parts still
  * has the blob it had when it was read.
  */
-export async function removeUpload(trx: Transaction<Database>, uploadId: string, expected: readonly PartRecord[] | undefined): Promise<void> {
+export async function removeUpload(
+  trx: Transaction<Database>,
+  uploadId: string,
+  expected: readonly PartRecord[] | undefined,
+  finishedGeneration?: number,
+): Promise<void> {
   const session = await lockSession(trx, uploadId);
   const parts = await listParts(trx, uploadId);
 
@@ -142,6 +187,11 @@ export async function removeUpload(trx: Transaction<Database>, uploadId: string,
   }
 
   await queuePartBlobs(trx, session, parts);
+  if (session.resumable && finishedGeneration !== undefined) {
+    await trx.deleteFrom("upload_parts").where("upload_id", "=", uploadId).execute();
+    await trx.updateTable("upload_sessions").set({ finished_generation: finishedGeneration }).where("upload_id", "=", uploadId).execute();
+    return;
+  }
   await trx.deleteFrom("upload_sessions").where("upload_id", "=", uploadId).execute();
 }
 
@@ -186,6 +236,8 @@ function sessionFromRow(row: Selectable<UploadSessionsTable>): UploadSessionReco
     versionId: row.version_id,
     spec: row.spec as UploadSessionSpec,
     partSize: Number(row.part_size),
+    resumable: row.resumable,
+    finishedGeneration: row.finished_generation === null ? undefined : Number(row.finished_generation),
     createdAt: row.created_at,
     expiresAt: row.expires_at,
   };
