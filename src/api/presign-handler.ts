@@ -17,6 +17,7 @@ export function registerPresignService(router: ConnectRouter, presign: PresignSe
       const operation = operationOf(request.operation);
       await authorizer.authorize(ctx, operation === "GET" ? "object.read" : "object.write", request.bucket, request.key);
 
+
       const sha256 = request.expectedChecksums?.sha256;
       if (sha256 !== undefined && sha256.length !== 0 && sha256.length !== 32) {
         throw invalidArgument(`expected sha256 has ${sha256.length} bytes: a SHA-256 digest has 32 bytes`);
@@ -25,6 +26,8 @@ export function registerPresignService(router: ConnectRouter, presign: PresignSe
         bucket: request.bucket,
         key: request.key,
         operation,
+        uploadId: request.uploadId,
+        partNumber: request.partNumber,
         expiresInSeconds: numberFromInt64(request.expiresInSeconds, "expires_in_seconds"),
         downloadFileName: request.downloadFileName,
         responseContentType: request.responseContentType,
@@ -52,13 +55,15 @@ export function registerPresignService(router: ConnectRouter, presign: PresignSe
   });
 }
 
-function operationOf(operation: PresignOperation): "GET" | "PUT" {
+function operationOf(operation: PresignOperation): "GET" | "PUT" | "UPLOAD_PART" {
   switch (operation) {
     case PresignOperation.GET:
       return "GET";
     case PresignOperation.PUT:
       return "PUT";
+    case PresignOperation.UPLOAD_PART:
+      return "UPLOAD_PART";
     default:
-      throw invalidArgument(`operation ${operation} is invalid: use PRESIGN_OPERATION_GET or PRESIGN_OPERATION_PUT`);
+      throw invalidArgument(`operation ${operation} is invalid: use PRESIGN_OPERATION_GET, PRESIGN_OPERATION_PUT or PRESIGN_OPERATION_UPLOAD_PART`);
   }
 }

@@ -6,6 +6,8 @@
  *                                                 If-None-Match as in HTTP
  *   PUT      /v1/buckets/{bucket}/objects/{key}   upload, streamed to the
  *                                                 blob store
+ *   PUT      /v1/uploads/{uploadId}/parts/{n}     one part of a multipart
+ *                                                 upload
  *
  * The key is the rest of the path, percent-decoded. A URL that carries an
  * X-Engram-Signature is a presigned URL: its signature, expiry and signed
@@ -25,6 +27,8 @@ import { DEFAULT_CONTENT_TYPE } from "../api/convert.js";
 import type { ObjectRecord } from "../metadata/metadata-store.js";
 import type { CatalogService } from "../service/catalog.js";
 import type { DownloadService } from "../service/download.js";
+import type { MultipartService } from "../service/multipart.js";
+import { partUrlKey } from "../service/presign.js";
 import { StorageError, invalidArgument, type StorageErrorKind } from "../service/errors.js";
 import type { UploadChunk, UploadService } from "../service/upload.js";
 import { CONSTRAINT } from "../presign/constraints.js";
@@ -34,6 +38,9 @@ type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
 
 export const OBJECT_PATH_PREFIX = "/v1/buckets/";
+export const UPLOAD_PATH_PREFIX = "/v1/uploads/";
+/** Largest piece of a request body handed to the upload services at once. */
+const BODY_CHUNK_BYTES = 1024 * 1024;
 
 const STATUS_OF_KIND: Record<StorageErrorKind, number> = {
   invalid_argument: 400,
@@ -54,6 +61,7 @@ export interface DataPlaneDeps {
   readonly uploads: UploadService;
   readonly downloads: DownloadService;
   readonly catalog: CatalogService;
+  readonly multipart: MultipartService;
   readonly signer: UrlSigner;
   readonly log: Logger;
 }
@@ -62,7 +70,7 @@ export interface DataPlaneDeps {
 export function createDataPlane(deps: DataPlaneDeps): (req: Request, res: Response) => boolean {
   return (req, res) => {
     const url = new URL(req.url ?? "/", "http://engram.invalid");
-    if (!url.pathname.startsWith(OBJECT_PATH_PREFIX)) return false;
+    if (!url.pathname.startsWith(OBJECT_PATH_PREFIX) && !url.pathname.startsWith(UPLOAD_PATH_PREFIX)) return false;
 
     const started = performance.now();
     serve(deps, req, res, url).then(
@@ -79,6 +87,7 @@ export function createDataPlane(deps: DataPlaneDeps): (req: Request, res: Respon
 }
 
 async function serve(deps: DataPlaneDeps, req: Request, res: Response, url: URL): Promise<number> {
+  if (url.pathname.startsWith(UPLOAD_PATH_PREFIX)) return uploadPart(deps, req, res, url);
   const { bucket, key } = objectPathOf(url.pathname);
   const signed = url.searchParams.has(SIGNATURE_PARAM);
   const method = req.method ?? "GET";
@@ -211,12 +220,57 @@ async function upload(deps: DataPlaneDeps, req: Request, res: Response, bucket: 
   return object.size;
 }
 
+async function uploadPart(deps: DataPlaneDeps, req: Request, res: Response, url: URL): Promise<number> {
+  const match = url.pathname.slice(UPLOAD_PATH_PREFIX.length).match(/^([^/]+)\/parts\/(\d+)$/);
+  if (!match) {
+    throw invalidArgument(`path ${url.pathname} is not of the form /v1/uploads/{uploadId}/parts/{partNumber}`);
+  }
+  if (req.method !== "PUT") {
+    res.setHeader("Allow", "PUT");
+    throw invalidArgument(`method ${req.method} is not supported on parts: use PUT`);
+  }
+  const uploadId = decodeURIComponent(match[1]!);
+  const partNumber = Number(match[2]);
+  const contentLength = headerOf(req, "content-length");
+  if (url.searchParams.has(SIGNATURE_PARAM)) {
+    const session = await deps.multipart.requireSession(uploadId);
+    const constraints = deps.signer.verify("PUT", session.bucket, partUrlKey(uploadId, partNumber), url.searchParams);
+    if (constraints[CONSTRAINT.size] !== undefined) requireConstraint(constraints, CONSTRAINT.size, contentLength ?? "", "Content-Length");
+  }
+
+  const controller = new AbortController();
+  res.once("close", () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  const { part } = await deps.multipart.uploadPart(
+    {
+      uploadId,
+      partNumber,
+      size: contentLength === undefined ? undefined : Number(contentLength),
+      expectedSha256: headerOf(req, "x-engram-sha256")?.toLowerCase(),
+      expectedCrc32c: undefined,
+    },
+    chunksOf(req),
+    controller.signal,
+  );
+  res.setHeader("Content-Type", "application/json");
+  res.setHeader("ETag", `"${part.sha256}"`);
+  res.writeHead(200);
+  res.end(`${JSON.stringify({ uploadId, partNumber: part.partNumber, size: String(part.size), sha256: part.sha256 })}\n`);
+  return part.size;
+}
+
 /** Turns a request body into upload chunks; the end of the body is finish_write. */
 async function* chunksOf(req: Request): AsyncGenerator<UploadChunk> {
   let offset = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    yield { writeOffset: offset, data: chunk, crc32c: undefined, finishWrite: false };
-    offset += chunk.length;
+  for await (const buffer of req as AsyncIterable<Buffer>) {
+    // Node may hand over a large body in one buffer; the upload services
+    // take chunks of at most the message limit.
+    for (let start = 0; start < buffer.length; start += BODY_CHUNK_BYTES) {
+      const chunk = buffer.subarray(start, start + BODY_CHUNK_BYTES);
+      yield { writeOffset: offset, data: chunk, crc32c: undefined, finishWrite: false };
+      offset += chunk.length;
+    }
   }
   yield { writeOffset: offset, data: new Uint8Array(0), crc32c: undefined, finishWrite: true };
 }

@@ -7,6 +7,7 @@ import type { SigningKey, UrlSigner } from "../presign/url-signer.js";
 import { requireBucket } from "./buckets.js";
 import { ObjectHasher, etagOf } from "./checksum.js";
 import { StorageError, invalidArgument, notFound } from "./errors.js";
+import { MAX_PART_NUMBER, type MultipartService } from "./multipart.js";
 import { validateKey } from "./names.js";
 
 export const MIN_EXPIRY_SECONDS = 60;
@@ -18,7 +19,10 @@ const FINALIZE_GRACE_SECONDS = 86_400;
 export interface PresignRequest {
   readonly bucket: string;
   readonly key: string;
-  readonly operation: "GET" | "PUT";
+  readonly operation: "GET" | "PUT" | "UPLOAD_PART";
+  /** UPLOAD_PART only. */
+  readonly uploadId?: string;
+  readonly partNumber?: number;
   /** 0 means the default of one hour. */
   readonly expiresInSeconds: number;
   readonly downloadFileName: string;
@@ -69,15 +73,43 @@ export class PresignService {
     private readonly tokenKey: SigningKey,
     /** Base URL of the data plane, such as http://127.0.0.1:9000. */
     private readonly publicUrl: () => string,
+    private readonly multipart: MultipartService,
   ) {}
 
   async presign(request: PresignRequest): Promise<PresignedUrl> {
+    if (request.operation === "UPLOAD_PART") return this.presignPart(request);
     validateKey(request.key);
     await requireBucket(this.metadata, request.bucket);
     const seconds = expiryOf(request.expiresInSeconds);
     const expiresAt = new Date(Math.floor(Date.now() / 1000 + seconds) * 1000);
 
     return request.operation === "GET" ? this.presignGet(request, seconds, expiresAt) : this.presignPut(request, seconds, expiresAt);
+  }
+
+  /**
+   * Returns a URL for one part of an open multipart upload. Parts go
+   * through Engram's data plane on every backend, which records each part
+   * as it arrives.
+   */
+  private async presignPart(request: PresignRequest): Promise<PresignedUrl> {
+    const uploadId = request.uploadId ?? "";
+    const partNumber = request.partNumber ?? 0;
+    if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PART_NUMBER) {
+      throw invalidArgument(`part_number ${partNumber} is out of range: give 1 to ${MAX_PART_NUMBER}`);
+    }
+    const session = await this.multipart.requireSession(uploadId);
+    const seconds = expiryOf(request.expiresInSeconds);
+    const expiresAt = new Date(Math.floor(Date.now() / 1000 + seconds) * 1000);
+
+    const constraints: Record<string, string> = {};
+    const requiredHeaders: Record<string, string> = {};
+    if (request.size !== undefined) {
+      constraints[CONSTRAINT.size] = String(request.size);
+      requiredHeaders["Content-Length"] = String(request.size);
+    }
+    const query = this.signer.sign({ method: "PUT", bucket: session.bucket, key: partUrlKey(uploadId, partNumber), expires: Math.floor(expiresAt.getTime() / 1000), constraints });
+    const url = `${this.publicUrl()}/v1/uploads/${encodeURIComponent(uploadId)}/parts/${partNumber}?${query.toString()}`;
+    return { url, method: "PUT", requiredHeaders, expiresAt, finalizeToken: "" };
   }
 
   /** Checks a presigned S3 upload and commits it; a second call returns the same object. */
@@ -218,6 +250,11 @@ export class PresignService {
     }
     return pending;
   }
+}
+
+/** Names a part in the signature of its URL, in place of an object key. */
+export function partUrlKey(uploadId: string, partNumber: number): string {
+  return `uploads/${uploadId}/parts/${partNumber}`;
 }
 
 function expiryOf(seconds: number): number {

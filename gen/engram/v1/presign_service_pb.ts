@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file engram/v1/presign_service.proto.
  */
 export const file_engram_v1_presign_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9lbmdyYW0vdjEvcHJlc2lnbl9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEi5QIKG0dlbmVyYXRlUHJlc2lnbmVkVXJsUmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEi4KCW9wZXJhdGlvbhgDIAEoDjIbLmVuZ3JhbS52MS5QcmVzaWduT3BlcmF0aW9uEhoKEmV4cGlyZXNfaW5fc2Vjb25kcxgEIAEoAxIaChJkb3dubG9hZF9maWxlX25hbWUYBSABKAkSHQoVcmVzcG9uc2VfY29udGVudF90eXBlGAYgASgJEhQKDGNvbnRlbnRfdHlwZRgHIAEoCRIRCgRzaXplGAggASgDSACIAQESNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAkgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIgChNpZl9nZW5lcmF0aW9uX21hdGNoGAogASgDSAGIAQFCBwoFX3NpemVCFgoUX2lmX2dlbmVyYXRpb25fbWF0Y2gilAIKHEdlbmVyYXRlUHJlc2lnbmVkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEg4KBm1ldGhvZBgCIAEoCRJWChByZXF1aXJlZF9oZWFkZXJzGAMgAygLMjwuZW5ncmFtLnYxLkdlbmVyYXRlUHJlc2lnbmVkVXJsUmVzcG9uc2UuUmVxdWlyZWRIZWFkZXJzRW50cnkSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmZpbmFsaXplX3Rva2VuGAUgASgJGjYKFFJlcXVpcmVkSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOAoeRmluYWxpemVQcmVzaWduZWRVcGxvYWRSZXF1ZXN0EhYKDmZpbmFsaXplX3Rva2VuGAEgASgJIkQKH0ZpbmFsaXplUHJlc2lnbmVkVXBsb2FkUmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdCprChBQcmVzaWduT3BlcmF0aW9uEiEKHVBSRVNJR05fT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGQoVUFJFU0lHTl9PUEVSQVRJT05fR0VUEAESGQoVUFJFU0lHTl9PUEVSQVRJT05fUFVUEAIy6wEKDlByZXNpZ25TZXJ2aWNlEmcKFEdlbmVyYXRlUHJlc2lnbmVkVXJsEiYuZW5ncmFtLnYxLkdlbmVyYXRlUHJlc2lnbmVkVXJsUmVxdWVzdBonLmVuZ3JhbS52MS5HZW5lcmF0ZVByZXNpZ25lZFVybFJlc3BvbnNlEnAKF0ZpbmFsaXplUHJlc2lnbmVkVXBsb2FkEikuZW5ncmFtLnYxLkZpbmFsaXplUHJlc2lnbmVkVXBsb2FkUmVxdWVzdBoqLmVuZ3JhbS52MS5GaW5hbGl6ZVByZXNpZ25lZFVwbG9hZFJlc3BvbnNlYgZwcm90bzM", [file_engram_v1_object, file_google_protobuf_timestamp]);
+  fileDesc("Ch9lbmdyYW0vdjEvcHJlc2lnbl9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEijQMKG0dlbmVyYXRlUHJlc2lnbmVkVXJsUmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEi4KCW9wZXJhdGlvbhgDIAEoDjIbLmVuZ3JhbS52MS5QcmVzaWduT3BlcmF0aW9uEhoKEmV4cGlyZXNfaW5fc2Vjb25kcxgEIAEoAxIaChJkb3dubG9hZF9maWxlX25hbWUYBSABKAkSHQoVcmVzcG9uc2VfY29udGVudF90eXBlGAYgASgJEhQKDGNvbnRlbnRfdHlwZRgHIAEoCRIRCgRzaXplGAggASgDSACIAQESNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAkgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIgChNpZl9nZW5lcmF0aW9uX21hdGNoGAogASgDSAGIAQESEQoJdXBsb2FkX2lkGAsgASgJEhMKC3BhcnRfbnVtYmVyGAwgASgFQgcKBV9zaXplQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIpQCChxHZW5lcmF0ZVByZXNpZ25lZFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRIOCgZtZXRob2QYAiABKAkSVgoQcmVxdWlyZWRfaGVhZGVycxgDIAMoCzI8LmVuZ3JhbS52MS5HZW5lcmF0ZVByZXNpZ25lZFVybFJlc3BvbnNlLlJlcXVpcmVkSGVhZGVyc0VudHJ5Ei8KC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5maW5hbGl6ZV90b2tlbhgFIAEoCRo2ChRSZXF1aXJlZEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjgKHkZpbmFsaXplUHJlc2lnbmVkVXBsb2FkUmVxdWVzdBIWCg5maW5hbGl6ZV90b2tlbhgBIAEoCSJECh9GaW5hbGl6ZVByZXNpZ25lZFVwbG9hZFJlc3BvbnNlEiEKBm9iamVjdBgBIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QqjgEKEFByZXNpZ25PcGVyYXRpb24SIQodUFJFU0lHTl9PUEVSQVRJT05fVU5TUEVDSUZJRUQQABIZChVQUkVTSUdOX09QRVJBVElPTl9HRVQQARIZChVQUkVTSUdOX09QRVJBVElPTl9QVVQQAhIhCh1QUkVTSUdOX09QRVJBVElPTl9VUExPQURfUEFSVBADMusBCg5QcmVzaWduU2VydmljZRJnChRHZW5lcmF0ZVByZXNpZ25lZFVybBImLmVuZ3JhbS52MS5HZW5lcmF0ZVByZXNpZ25lZFVybFJlcXVlc3QaJy5lbmdyYW0udjEuR2VuZXJhdGVQcmVzaWduZWRVcmxSZXNwb25zZRJwChdGaW5hbGl6ZVByZXNpZ25lZFVwbG9hZBIpLmVuZ3JhbS52MS5GaW5hbGl6ZVByZXNpZ25lZFVwbG9hZFJlcXVlc3QaKi5lbmdyYW0udjEuRmluYWxpemVQcmVzaWduZWRVcGxvYWRSZXNwb25zZWIGcHJvdG8z", [file_engram_v1_object, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message engram.v1.GeneratePresignedUrlRequest
@@ -64,7 +64,7 @@ export type GeneratePresignedUrlRequest = Message<"engram.v1.GeneratePresignedUr
   contentType: string;
 
   /**
-   * PUT only: exact size the upload must have.
+   * PUT and UPLOAD_PART: exact size the upload or part must have.
    *
    * @generated from field: optional int64 size = 8;
    */
@@ -84,6 +84,22 @@ export type GeneratePresignedUrlRequest = Message<"engram.v1.GeneratePresignedUr
    * @generated from field: optional int64 if_generation_match = 10;
    */
   ifGenerationMatch?: bigint | undefined;
+
+  /**
+   * UPLOAD_PART only: the multipart upload; bucket and key may be left
+   * empty, since the upload names them.
+   *
+   * @generated from field: string upload_id = 11;
+   */
+  uploadId: string;
+
+  /**
+   * UPLOAD_PART only: 1 to 10000. Ask for one URL per part when it is due,
+   * so a long upload never holds an expired URL.
+   *
+   * @generated from field: int32 part_number = 12;
+   */
+  partNumber: number;
 };
 
 /**
@@ -193,6 +209,13 @@ export enum PresignOperation {
    * @generated from enum value: PRESIGN_OPERATION_PUT = 2;
    */
   PUT = 2,
+
+  /**
+   * Upload one part of an open multipart upload, through Engram.
+   *
+   * @generated from enum value: PRESIGN_OPERATION_UPLOAD_PART = 3;
+   */
+  UPLOAD_PART = 3,
 }
 
 /**
