@@ -11,6 +11,7 @@ import { cors as connectCors, createContextValues, type ConnectRouter } from "@c
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 
+import { file_engram_v1_presign_service } from "../gen/engram/v1/presign_service_pb.js";
 import { file_engram_v1_storage_service } from "../gen/engram/v1/storage_service_pb.js";
 import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
 import { allowAll, type Authorizer } from "./api/authorize.js";
@@ -18,6 +19,7 @@ import { CallTracker, callFactsKey, callLogInterceptor } from "./api/call-log.js
 import { HealthMonitor } from "./api/health-monitor.js";
 import { HealthStatus, registerHealth } from "./api/health.js";
 import { registerReflection } from "./api/reflection.js";
+import { registerPresignService } from "./api/presign-handler.js";
 import { registerStorageService } from "./api/storage-handler.js";
 import type { BlobStore } from "./blob/blob-store.js";
 import { FsBlobStore } from "./blob/fs/fs-blob-store.js";
@@ -27,7 +29,11 @@ import { lockDataDir } from "./data-dir-lock.js";
 import type { MetadataStore } from "./metadata/metadata-store.js";
 import { openPGliteMetadataStore } from "./metadata/pglite/open-pglite.js";
 import { openPostgresMetadataStore } from "./metadata/postgres/open-postgres.js";
+import { createDataPlane } from "./http/data-plane.js";
 import { OpsServer } from "./http/ops-server.js";
+import { loadSigningKeys } from "./presign/signing-keys.js";
+import { UrlSigner } from "./presign/url-signer.js";
+import { PresignService } from "./service/presign.js";
 import { InstrumentedBlobStore, instrumentMetadataStore } from "./metrics/instrumented-stores.js";
 import { createMetrics, type Metrics } from "./metrics/metrics.js";
 import { ApiServer, type RequestHandler } from "./server/api-server.js";
@@ -135,7 +141,11 @@ async function startServices(
   const uploads = new UploadService(timedMetadata, timedBlobs, limits);
   const downloads = new DownloadService(timedMetadata, timedBlobs, limits, reads);
   const catalog = new CatalogService(timedMetadata, sweeper, limits);
+  const signingKeys = await loadSigningKeys(config, log);
+  const signer = new UrlSigner(signingKeys);
+  let publicUrl = config.publicUrl;
   const multipart = new MultipartService(timedMetadata, timedBlobs, limits, options.uploadExpiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS);
+  const presign = new PresignService(timedMetadata, timedBlobs, signer, signingKeys[0]!, () => publicUrl, multipart);
   const resumable = new ResumableService(timedMetadata, timedBlobs, limits, multipart, options.uploadExpiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS);
   const uploadSweeper = new UploadSweeper(timedMetadata, log);
 
@@ -146,7 +156,8 @@ async function startServices(
   const routes = (router: ConnectRouter): void => {
     registerStorageService(router, { uploads, downloads, catalog, multipart, resumable, authorizer: options.authorizer ?? allowAll, limits });
     registerHealth(router, health);
-    registerReflection(router, [file_engram_v1_storage_service, file_grpc_health_v1_health] as DescFile[]);
+    registerPresignService(router, presign, options.authorizer ?? allowAll, metrics);
+    registerReflection(router, [file_engram_v1_storage_service, file_engram_v1_presign_service, file_grpc_health_v1_health] as DescFile[]);
   };
 
   const connectHandler = connectNodeAdapter({
@@ -159,7 +170,11 @@ async function startServices(
     interceptors: [callLogInterceptor(log, metrics, calls)],
     contextValues: (req) => createContextValues().set(callFactsKey, { peer: `${req.socket.remoteAddress}:${req.socket.remotePort}` }),
   });
-  const handler = withCors(withGrpcMessageEncoding(connectHandler), config.corsOrigins);
+  const dataPlane = createDataPlane({ uploads, downloads, catalog, multipart, signer, log });
+  const grpcHandler = withGrpcMessageEncoding(connectHandler);
+  const handler = withCors((req, res) => {
+    if (!dataPlane(req, res)) grpcHandler(req, res);
+  }, config.corsOrigins);
 
   const server = new ApiServer(handler);
   const ops = new OpsServer(metrics.registry, health);
@@ -180,6 +195,7 @@ async function startServices(
   reads.start();
 
   const url = urlOf(address);
+  if (publicUrl === "") publicUrl = url;
   const metricsUrl = urlOf(opsAddress);
   log.info({ url, metricsUrl, dataDir: config.dataDir, blobs: blobs.kind, metadata: metadata.kind }, "engram started");
 
