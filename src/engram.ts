@@ -170,7 +170,7 @@ async function startServices(
     interceptors: [callLogInterceptor(log, metrics, calls)],
     contextValues: (req) => createContextValues().set(callFactsKey, { peer: `${req.socket.remoteAddress}:${req.socket.remotePort}` }),
   });
-  const dataPlane = createDataPlane({ uploads, downloads, catalog, multipart, signer, log });
+  const dataPlane = createDataPlane({ uploads, downloads, catalog, multipart, signer, log, metrics });
   const grpcHandler = withGrpcMessageEncoding(connectHandler);
   const handler = withCors((req, res) => {
     if (!dataPlane(req, res)) grpcHandler(req, res);

@@ -36,6 +36,11 @@ beforeAll(async () => {
   expect(await failure(() => download(client, { bucket: "mnemos-models", key: "m/missing" }))).toBe(Code.NotFound);
   expect(await failure(() => client.getObject({ bucket: "mnemos-models", key: "m/missing" }))).toBe(Code.NotFound);
 
+  const objects = `${engram.url}/v1/buckets/mnemos-models/objects`;
+  expect((await fetch(`${objects}/m/b`)).status).toBe(200);
+  expect((await fetch(`${objects}/m/c`, { method: "PUT", body: random(40) })).status).toBe(200);
+  expect((await fetch(`${objects}/m/none`)).status).toBe(404);
+
   const response = await fetch(`${engram.metricsUrl}/metrics`);
   expect(response.status).toBe(200);
   text = await response.text();
@@ -47,21 +52,22 @@ afterAll(async () => {
 
 describe("metrics endpoint", () => {
   it("counts uploads by bucket", () => {
-    expect(sample('engram_uploads_total{bucket="mnemos-models"}')).toBe(2);
-    expect(sample('engram_uploads_bytes_total{bucket="mnemos-models"}')).toBe(300);
+    expect(sample('engram_uploads_total{bucket="mnemos-models"}')).toBe(3);
+    expect(sample('engram_uploads_bytes_total{bucket="mnemos-models"}')).toBe(340);
     expect(sample('engram_uploads_total{bucket="mnemos-logs"}')).toBe(1);
     expect(sample('engram_uploads_bytes_total{bucket="mnemos-logs"}')).toBe(50);
   });
 
   it("counts downloads and their bytes", () => {
-    expect(sample('engram_downloads_total{bucket="mnemos-models"}')).toBe(4);
-    expect(sample('engram_downloads_bytes_total{bucket="mnemos-models"}')).toBe(310);
+    expect(sample('engram_downloads_total{bucket="mnemos-models"}')).toBe(5);
+    expect(sample('engram_downloads_bytes_total{bucket="mnemos-models"}')).toBe(510);
   });
 
   it("counts failures by operation and code", () => {
     expect(sample('engram_failed_operations_total{operation="Upload",code="InvalidArgument"}')).toBe(1);
     expect(sample('engram_failed_operations_total{operation="Download",code="NotFound"}')).toBe(1);
     expect(sample('engram_failed_operations_total{operation="GetObject",code="NotFound"}')).toBe(1);
+    expect(sample('engram_failed_operations_total{operation="http.GET",code="NotFound"}')).toBe(1);
   });
 
   it("active uploads return to zero", () => {
@@ -69,8 +75,8 @@ describe("metrics endpoint", () => {
   });
 
   it("times store operations by backend", () => {
-    expect(sample('engram_storage_operations_duration_seconds_count{operation="metadata.commitObject",backend="pglite"}')).toBe(3);
-    expect(sample('engram_storage_operations_duration_seconds_count{operation="blob.finish",backend="fs"}')).toBe(3);
+    expect(sample('engram_storage_operations_duration_seconds_count{operation="metadata.commitObject",backend="pglite"}')).toBe(4);
+    expect(sample('engram_storage_operations_duration_seconds_count{operation="blob.finish",backend="fs"}')).toBe(4);
   });
 
   it("includes process metrics", () => {

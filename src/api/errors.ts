@@ -2,7 +2,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 import { StorageError, type StorageErrorKind } from "../service/errors.js";
 
-const codeOfKind: Record<StorageErrorKind, Code> = {
+/** gRPC code of each storage error kind. */
+export const codeOfKind: Record<StorageErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,
   not_found: Code.NotFound,
   already_exists: Code.AlreadyExists,

@@ -21,9 +21,12 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 
+import { Code } from "@connectrpc/connect";
 import type { Logger } from "pino";
 
 import { DEFAULT_CONTENT_TYPE } from "../api/convert.js";
+import { codeOfKind } from "../api/errors.js";
+import type { Metrics } from "../metrics/metrics.js";
 import type { ObjectRecord } from "../metadata/metadata-store.js";
 import type { CatalogService } from "../service/catalog.js";
 import type { DownloadService } from "../service/download.js";
@@ -64,6 +67,7 @@ export interface DataPlaneDeps {
   readonly multipart: MultipartService;
   readonly signer: UrlSigner;
   readonly log: Logger;
+  readonly metrics: Metrics;
 }
 
 /** Returns a handler that serves object paths and returns false for any other path. */
@@ -73,12 +77,18 @@ export function createDataPlane(deps: DataPlaneDeps): (req: Request, res: Respon
     if (!url.pathname.startsWith(OBJECT_PATH_PREFIX) && !url.pathname.startsWith(UPLOAD_PATH_PREFIX)) return false;
 
     const started = performance.now();
-    serve(deps, req, res, url).then(
-      (bytes) => deps.log.info({ http: req.method, path: "object", code: res.statusCode, durationMs: Math.round(performance.now() - started), bytes }, "http request finished"),
+    const facts: RequestFacts = { operation: `http.${req.method ?? "GET"}` };
+    const entry = () => ({ http: req.method, operation: facts.operation, bucket: facts.bucket, durationMs: Math.round(performance.now() - started) });
+    serve(deps, req, res, url, facts).then(
+      (bytes) => {
+        countSuccess(deps.metrics, facts, bytes, res.statusCode);
+        deps.log.info({ ...entry(), status: res.statusCode, bytes }, "http request finished");
+      },
       (err: unknown) => {
         const error = err instanceof StorageError ? err : new StorageError("internal", "internal error: see the server log", { cause: err });
+        deps.metrics.failedOperationsTotal.inc({ operation: facts.operation, code: Code[codeOfKind[error.kind]] });
         const level = error.kind === "internal" || error.kind === "data_loss" ? "error" : "info";
-        deps.log[level]({ http: req.method, path: "object", code: STATUS_OF_KIND[error.kind], reason: error.message, err: level === "error" ? (error.cause ?? error) : undefined }, "http request failed");
+        deps.log[level]({ ...entry(), status: STATUS_OF_KIND[error.kind], reason: error.message, err: level === "error" ? (error.cause ?? error) : undefined }, "http request failed");
         sendError(res, error);
       },
     );
@@ -86,9 +96,30 @@ export function createDataPlane(deps: DataPlaneDeps): (req: Request, res: Respon
   };
 }
 
-async function serve(deps: DataPlaneDeps, req: Request, res: Response, url: URL): Promise<number> {
-  if (url.pathname.startsWith(UPLOAD_PATH_PREFIX)) return uploadPart(deps, req, res, url);
+/** What one request did, for its log line and the metrics. */
+interface RequestFacts {
+  operation: string;
+  bucket?: string;
+}
+
+function countSuccess(metrics: Metrics, facts: RequestFacts, bytes: number, status: number): void {
+  const bucket = facts.bucket ?? "";
+  if (facts.operation === "http.GET" && (status === 200 || status === 206)) {
+    metrics.downloadsTotal.inc({ bucket });
+    metrics.downloadsBytesTotal.inc({ bucket }, bytes);
+  } else if (facts.operation === "http.PUT") {
+    metrics.uploadsTotal.inc({ bucket });
+    metrics.uploadsBytesTotal.inc({ bucket }, bytes);
+  }
+}
+
+async function serve(deps: DataPlaneDeps, req: Request, res: Response, url: URL, facts: RequestFacts): Promise<number> {
+  if (url.pathname.startsWith(UPLOAD_PATH_PREFIX)) {
+    facts.operation = "http.UploadPart";
+    return uploadPart(deps, req, res, url);
+  }
   const { bucket, key } = objectPathOf(url.pathname);
+  facts.bucket = bucket;
   const signed = url.searchParams.has(SIGNATURE_PARAM);
   const method = req.method ?? "GET";
 
