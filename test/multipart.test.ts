@@ -3,6 +3,7 @@ import { join } from "node:path";
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import pg from "pg";
 import { afterEach, describe, expect, inject, it } from "vitest";
 
 import type { StorageService, UploadPartRequestSchema } from "../gen/engram/v1/storage_service_pb.js";
@@ -127,6 +128,9 @@ describe.each(backends)("multipart on $name", (backend) => {
 
     const downloaded = await download(storageClient("grpc", second.url), { bucket: BUCKET, key });
     expect(sha256Hex(downloaded.content)).toBe(sha256Hex(content));
+    // On S3 the parts are joined inside the store with UploadPartCopy.
+    const durations = await second.metrics.registry.getSingleMetricAsString("engram_storage_operations_duration_seconds");
+    expect(durations.includes('operation="blob.concat"')).toBe(backend.name !== "embedded");
     const gone = await failure(() => creator.listParts({ uploadId: created.uploadId }));
     expect(gone.code).toBe(Code.NotFound);
   });
@@ -285,6 +289,20 @@ describe.each(backends)("multipart on $name", (backend) => {
     expect(await engram.uploadSweeper.sweep()).toBe(1);
     await engram.catalog.sweepNow();
     expect(await partBlobNames(engram)).toEqual([]);
+  });
+
+  it.skipIf(backend.name === "embedded" || !backend.available)("sweep skipped while another replica sweeps", async () => {
+    const engram = await start();
+    const other = new pg.Client({ connectionString: engram.config.postgres.url });
+    await other.connect();
+    try {
+      await other.query("select pg_advisory_lock(hashtextextended('engram.expired-upload-sweep', 0))");
+      expect(await engram.metadata.sweepExpiredUploads(10)).toBeUndefined();
+      await other.query("select pg_advisory_unlock_all()");
+      expect(await engram.metadata.sweepExpiredUploads(10)).toBe(0);
+    } finally {
+      await other.end();
+    }
   });
 
   it.skipIf(!backend.available)("uploads list by prefix in pages", async () => {

@@ -91,6 +91,14 @@ export interface BlobStore {
   sizeOf?(ref: BlobRef): Promise<number | undefined>;
   /** Marks a blob written through a presigned URL as finished by storing its headers. */
   writeHeaders?(ref: BlobRef, headers: BlobHeaders): Promise<void>;
+  /**
+   * Writes a new blob whose content is the given blobs joined in order,
+   * inside the store, without sending the bytes through Engram. Every
+   * source but the last must have at least 5 MiB. The new blob has no
+   * headers until `writeHeaders`. Stores that cannot join inside the store
+   * leave it out.
+   */
+  concat?(target: BlobRef, sources: readonly BlobRef[], options: WriterOptions): Promise<void>;
   /** Checks that the store is reachable, or rejects with an `unavailable` StorageError. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -28,6 +28,7 @@ export class InstrumentedBlobStore implements BlobStore {
   readonly presignPut?: BlobStore["presignPut"];
   readonly sizeOf?: BlobStore["sizeOf"];
   readonly writeHeaders?: BlobStore["writeHeaders"];
+  readonly concat?: BlobStore["concat"];
 
   constructor(
     private readonly inner: BlobStore,
@@ -35,11 +36,12 @@ export class InstrumentedBlobStore implements BlobStore {
   ) {
     this.kind = inner.kind;
     // Optional capabilities exist on the wrapper only where the store has them.
-    const { presignGet, presignPut, sizeOf, writeHeaders } = inner;
+    const { presignGet, presignPut, sizeOf, writeHeaders, concat } = inner;
     if (presignGet) this.presignGet = (...args) => this.time("blob.presign_get", () => presignGet.apply(inner, args));
     if (presignPut) this.presignPut = (...args) => this.time("blob.presign_put", () => presignPut.apply(inner, args));
     if (sizeOf) this.sizeOf = (...args) => this.time("blob.size_of", () => sizeOf.apply(inner, args));
     if (writeHeaders) this.writeHeaders = (...args) => this.time("blob.write_headers", () => writeHeaders.apply(inner, args));
+    if (concat) this.concat = (...args) => this.time("blob.concat", () => concat.apply(inner, args));
   }
 
   ensureBuckets(buckets: readonly string[]): Promise<void> {

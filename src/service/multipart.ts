@@ -7,18 +7,19 @@
  * one transaction, so exactly one attempt is recorded however the attempts
  * overlap, and the replaced blob goes to the blob sweeper.
  *
- * Complete streams the listed parts in order into a fresh blob of the
- * object, computing the whole-object SHA-256 and CRC32C on the way and
- * checking each part's SHA-256 against the one recorded at upload. SHA-256
- * cannot be combined from per-part digests, and Node's hash exposes no
- * state to persist between parts, so one sequential pass over the bytes is
- * the only way to get the digest. The same pass writes the joined blob
- * through the store's ordinary writer, so memory stays bounded by the
- * writer's buffers on both stores.
+ * Complete reads the listed parts in order, computing the whole-object
+ * SHA-256 and CRC32C on the way and checking each part's SHA-256 against
+ * the one recorded at upload. SHA-256 cannot be combined from per-part
+ * digests, and Node's hash exposes no state to persist between parts, so
+ * one sequential pass over the bytes is the only way to get the digest.
+ * A store that can join blobs itself (S3, with UploadPartCopy) then joins
+ * them. Otherwise, as on the filesystem or for segments under 5 MiB, the
+ * same pass writes the joined blob through the store's ordinary writer.
+ * Memory stays bounded by one read buffer and the writer's buffers.
  *
- * TODO: on S3 this copies every byte through Engram once at completion; join
- * the part objects with S3 UploadPartCopy instead, keeping the read pass
- * only for the digest.
+ * NOTE: Complete reads the whole object once, so for 100 GB it takes as
+ * long as reading 100 GB from the store, and clients should give it a
+ * deadline to match.
  */
 import { randomUUID } from "node:crypto";
 
@@ -201,18 +202,27 @@ export class MultipartService {
     await checkPreconditionEarly(this.metadata, { bucket: session.bucket, key: session.key, ifGenerationMatch: session.spec.ifGenerationMatch });
 
     const ref: BlobRef = { bucket: session.bucket, key: session.key, versionId: randomUUID() };
-    const writer = await this.blobs.createWriter(ref, { size, signal, generation: session.generation, contentType: session.spec.contentType });
+    const writerOptions = { size, signal, generation: session.generation, contentType: session.spec.contentType };
+    const joinInStore = this.blobs.concat !== undefined && this.blobs.writeHeaders !== undefined && parts.slice(0, -1).every((part) => part.size >= MIN_PART_BYTES);
+    const writer = joinInStore ? undefined : await this.blobs.createWriter(ref, writerOptions);
+    const discard = async (): Promise<void> => {
+      if (writer) await writer.abort();
+      else await this.blobs.delete(ref).catch(() => undefined);
+    };
     try {
+      // With concat the store joins the parts itself, and this pass only
+      // reads them for the digests.
       const hasher = new ObjectHasher();
+      const write = writer ? (data: Uint8Array) => writer.write(data) : async () => {};
       for (const part of parts) {
-        await this.copyPart(session, part, hasher, (data) => writer.write(data), signal);
+        await this.copyPart(session, part, hasher, write, signal);
       }
       const { sha256, crc32c } = hasher.digest();
       verifyChecksums(session.spec, sha256, crc32c);
       verifyChecksums({ expectedSha256: expected.sha256, expectedCrc32c: expected.crc32c }, sha256, crc32c);
 
       const { spec } = session;
-      await writer.finish({
+      const headers = {
         generation: session.generation,
         contentType: spec.contentType,
         storageClass: spec.storageClass,
@@ -221,7 +231,14 @@ export class MultipartService {
         sha256,
         crc32c,
         size,
-      });
+      };
+      if (writer) {
+        await writer.finish(headers);
+      } else {
+        const sources = parts.map((part) => ({ bucket: session.bucket, key: session.key, versionId: part.versionId }));
+        await this.blobs.concat!(ref, sources, writerOptions);
+        await this.blobs.writeHeaders!(ref, headers);
+      }
       signal?.throwIfAborted();
 
       return await this.metadata.completeUpload(
@@ -244,7 +261,7 @@ export class MultipartService {
         spec.ifGenerationMatch,
       );
     } catch (err) {
-      await writer.abort();
+      await discard();
       throw err;
     }
   }

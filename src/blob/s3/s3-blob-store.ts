@@ -18,11 +18,24 @@
  * Uploads use S3 multipart directly, not putObject: putObject's promise never
  * settles once its input stream is destroyed, and it resumes an earlier
  * unfinished multipart upload of the same name, which would mix two uploads.
+ *
+ * Parts of Engram multipart and resumable uploads are blobs of their own,
+ *
+ *   <key>/<upload versionId>.part-<number>.<attempt uuid>   (and its .json)
+ *
+ * so a retried part never overwrites the attempt that may still be
+ * recorded. Completing an upload joins them into <key>/<versionId> with
+ * concat: one S3 multipart upload whose parts are UploadPartCopy requests
+ * from the part objects, so the joined bytes stay inside the S3 store.
+ * Real S3 UploadPart on the final key would need no copy, but two attempts
+ * at one part number would overwrite each other there, and the metadata
+ * could record the losing attempt. The whole-object SHA-256 still needs one
+ * read of every part, because SHA-256 digests of parts cannot be combined.
  */
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 
-import type { Client as MinioClient } from "minio";
+import { CopyDestinationOptions, CopySourceOptions, type Client as MinioClient } from "minio";
 
 import type { BlobHeaders, BlobReadRange, BlobRef, BlobStore, BlobWriter, PresignResponseHeaders, StoredBlob, WriterOptions } from "../blob-store.js";
 import { S3BlobWriter, type S3WriterSettings } from "./s3-blob-writer.js";
@@ -150,6 +163,26 @@ export class S3BlobStore implements BlobStore {
       await this.client.putObject(this.s3BucketOf(ref.bucket), `${objectNameOf(ref)}.json`, Buffer.from(sidecar), undefined, { "Content-Type": "application/json" });
     } catch (err) {
       throw translateS3Error(err, `write blob headers of ${ref.bucket}/${ref.key}`);
+    }
+  }
+
+  async concat(target: BlobRef, sources: readonly BlobRef[], options: WriterOptions): Promise<void> {
+    const bucket = this.s3BucketOf(target.bucket);
+    const headers: Record<string, string> = {
+      "Content-Type": options.contentType ?? "application/octet-stream",
+      "x-amz-meta-engram-version-id": target.versionId,
+    };
+    if (options.generation !== undefined) {
+      headers["x-amz-meta-engram-generation"] = String(options.generation);
+    }
+    const destination = new CopyDestinationOptions({ Bucket: bucket, Object: objectNameOf(target), Headers: headers });
+    const parts = sources.map((source) => new CopySourceOptions({ Bucket: this.s3BucketOf(source.bucket), Object: objectNameOf(source) }));
+    try {
+      // composeObject runs an S3 multipart upload of the target with one
+      // UploadPartCopy per source (more for sources above 5 GiB).
+      await this.client.composeObject(destination, parts, { maxConcurrency: this.options.partsInFlight });
+    } catch (err) {
+      throw translateS3Error(err, `join parts into blob of ${target.bucket}/${target.key}`, { missingIsDataLoss: true });
     }
   }
 
