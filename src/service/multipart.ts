@@ -1,5 +1,5 @@
 /*
- * Multipart uploads. A session row in the metadata store holds the object
+ * Multipart uploads. A session row in the metadata store contains the object
  * spec, the reserved generation and the part size, so any replica can take
  * any call. Each part attempt streams into a blob of its own, named
  * <session version id>.part-<number>.<attempt uuid> under the object's key,
@@ -327,8 +327,8 @@ export class MultipartService {
   }
 
   /**
-   * Rejects a part under 5 MiB that cannot be the last one, as far as the
-   * session can tell: only a declared total size tells which part is last.
+   * Rejects a part under 5 MiB that cannot be the last one. Only a declared
+   * total size fixes the last part number, so without one this waits for Complete.
    */
   private checkPartSizeKnown(session: UploadSessionRecord, partNumber: number, size: number): void {
     if (session.spec.size === undefined) return;

@@ -15,7 +15,7 @@ import type { Limits } from "./limits.js";
 import { partBlobRef, type MultipartService } from "./multipart.js";
 import type { UploadChunk, UploadSpec } from "./upload.js";
 
-/** Largest segment; a server crash loses at most this much of a running stream. */
+/** Size at which a segment is recorded, so a server crash loses at most this much plus one chunk. */
 const SEGMENT_BYTES = 16 * 1024 * 1024;
 
 export interface WriteStatus {
@@ -96,10 +96,9 @@ export class ResumableService {
       await flush();
     } catch (err) {
       // What arrived intact before the failure is kept, so the client can
-      // resume from there.
-      await flush().catch(async () => {
-        await segment?.writer.abort();
-      });
+      // resume from there. A segment that cannot be recorded is dropped by
+      // recordSegment, and the first error is the one the client sees.
+      await flush().catch(() => undefined);
       throw err;
     }
 

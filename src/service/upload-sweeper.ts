@@ -5,10 +5,10 @@ import type { MetadataStore } from "../metadata/metadata-store.js";
 const BATCH_SIZE = 100;
 
 /**
- * Removes expired multipart uploads. The metadata store lets one replica
- * at a time sweep (a PostgreSQL advisory lock), moves the part blobs to
- * the blob deletion queue and drops the rows; the blob sweeper then
- * deletes the blobs after its grace period.
+ * Removes expired multipart and resumable uploads. A PostgreSQL advisory
+ * lock lets one replica at a time sweep. The sweep moves the part blobs to
+ * the blob deletion queue and drops the rows, and the blob sweeper deletes
+ * the blobs after its grace period.
  */
 export class UploadSweeper {
   private timer: NodeJS.Timeout | undefined;

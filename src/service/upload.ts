@@ -184,7 +184,6 @@ function validateLabels(field: string, labels: Readonly<Record<string, string>>,
   }
 }
 
-
 /** Checks names, sizes, checksums and labels of an upload spec before any bytes flow. */
 export function validateUploadSpec(spec: UploadSpec, limits: Limits): void {
   validateBucketName(spec.bucket);
