@@ -1,0 +1,97 @@
+/*
+ * Scenario 2: the same file through Engram on its production shape (blobs
+ * in MinIO, metadata in PostgreSQL) against the `minio` package talking to
+ * the same MinIO directly. Both sides are one client process and one
+ * server process away from MinIO on loopback.
+ */
+import type { Client as MinioClient } from "minio";
+
+import { connectGrpcClient, type EngramClient } from "../lib/engram-clients.js";
+import { createBenchDatabase, type BenchDatabase } from "../lib/postgres.js";
+import { startEngramServer, startMinioServer, type EngramServer, type MinioServer } from "../lib/processes.js";
+import { minioClient, minioDownload, minioUpload } from "../lib/reference-clients.js";
+import { MiB } from "../lib/stats.js";
+import { engramPath, fileSource, measurePaths, type DataFile, type PathMeasurements, type TransferPath } from "./streaming.js";
+
+export interface MinioStreamingResult {
+  readonly sizeBytes: number;
+  readonly rounds: number;
+  /** "PostgreSQL", or "PGlite" with the reason when no PostgreSQL was reachable. */
+  readonly metadata: string;
+  readonly paths: PathMeasurements[];
+}
+
+export interface MinioStreamingOptions {
+  readonly minioBinary: string;
+  readonly file: DataFile;
+  readonly warmupFile: DataFile;
+  readonly rounds: number;
+  readonly log: (line: string) => void;
+  readonly engramNodeArgs?: readonly string[];
+}
+
+const DIRECT_BUCKET = "bench-direct";
+/** The `minio` package's default part size for a stream of known size under 640 GiB. */
+const MINIO_PACKAGE_PART = "64 MiB";
+
+export async function runMinioStreaming(options: MinioStreamingOptions): Promise<MinioStreamingResult> {
+  const { file, warmupFile, rounds, log } = options;
+  let minio: MinioServer | undefined;
+  let engram: EngramServer | undefined;
+  let database: BenchDatabase | undefined;
+  let client: EngramClient | undefined;
+  try {
+    minio = await startMinioServer(options.minioBinary);
+    const created = await createBenchDatabase();
+    let metadata = "PostgreSQL";
+    const env: Record<string, string> = {
+      ENGRAM_BLOB_STORE: "s3",
+      ENGRAM_S3_ENDPOINT: minio.endpoint,
+      ENGRAM_S3_ACCESS_KEY: minio.accessKey,
+      ENGRAM_S3_SECRET_KEY: minio.secretKey,
+      ENGRAM_S3_REGION: "us-east-1",
+      ENGRAM_S3_BUCKET_PREFIX: "engram-",
+    };
+    if ("url" in created) {
+      database = created;
+      env.ENGRAM_METADATA_STORE = "postgres";
+      env.ENGRAM_POSTGRES_URL = created.url;
+    } else {
+      metadata = `PGlite (${created.unavailable})`;
+      log(`  metadata in PGlite: ${created.unavailable}`);
+    }
+    engram = await startEngramServer({ env, nodeArgs: options.engramNodeArgs ?? [] });
+    client = connectGrpcClient(engram.url);
+
+    const direct = minioClient(minio.endpoint, minio.accessKey, minio.secretKey);
+    await direct.makeBucket(DIRECT_BUCKET, "us-east-1");
+    const paths: TransferPath[] = [
+      minioPath(minio, direct),
+      engramPath(engram, client, `Engram on MinIO: ${client.name}`),
+    ];
+    return { sizeBytes: file.size, rounds, metadata, paths: await measurePaths(paths, file, warmupFile, rounds, log) };
+  } finally {
+    client?.close();
+    await engram?.stop();
+    await database?.drop();
+    await minio?.stop();
+  }
+}
+
+function minioPath(server: MinioServer, client: MinioClient): TransferPath {
+  const keyOf = (round: string): string => `bench/streaming/${round}`;
+  return {
+    name: `MinIO direct: minio package, putObject (${MINIO_PACKAGE_PART} parts) / getObject`,
+    role: "reference",
+    serverPid: server.pid,
+    async upload(file, round) {
+      await minioUpload(client, DIRECT_BUCKET, keyOf(round), fileSource(file.path, MiB), file.size, file.sha256);
+    },
+    async download(file, round) {
+      await minioDownload(client, DIRECT_BUCKET, keyOf(round), file.size, file.sha256);
+    },
+    async cleanup(round) {
+      await client.removeObject(DIRECT_BUCKET, keyOf(round));
+    },
+  };
+}
