@@ -96,7 +96,7 @@ export function createDataPlane(deps: DataPlaneDeps): (req: Request, res: Respon
   };
 }
 
-/** What one request did, for its log line and the metrics. */
+/** Facts about one request, for its log line and the metrics. */
 interface RequestFacts {
   operation: string;
   bucket?: string;

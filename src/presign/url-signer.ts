@@ -1,8 +1,8 @@
 /*
  * Signs and checks the URLs that Engram's own HTTP data plane serves. A
  * signature is HMAC-SHA256 over the method, bucket, key, expiry and every
- * constraint carried in the query string, under a key named by its id, so
- * the secret can be rotated: new URLs use the first key, and URLs signed
+ * constraint carried in the query string. The URL names its key by id, so
+ * the secret can be rotated. New URLs use the first key, and URLs signed
  * with any configured key stay valid until they expire.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";

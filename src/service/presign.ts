@@ -43,7 +43,7 @@ export interface PresignedUrl {
   readonly finalizeToken: string;
 }
 
-/** What a finalize token carries: everything needed to commit, signed, so no session is stored. */
+/** Contents of a finalize token: everything needed to commit, signed, so no session is stored. */
 interface PendingUpload {
   readonly bucket: string;
   readonly key: string;
@@ -59,7 +59,7 @@ interface PendingUpload {
 
 /**
  * Issues presigned URLs. Where the blob store serves clients itself (S3),
- * URLs point at the store; a presigned PUT there writes the content to a
+ * URLs point at the store. A presigned PUT there writes the content to a
  * fresh physical key, and the object becomes visible only when
  * FinalizePresignedUpload has checked it and committed the metadata. The
  * filesystem store has no endpoint of its own, so its URLs point at

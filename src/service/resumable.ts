@@ -97,7 +97,7 @@ export class ResumableService {
     } catch (err) {
       // What arrived intact before the failure is kept, so the client can
       // resume from there. A segment that cannot be recorded is dropped by
-      // recordSegment, and the first error is the one the client sees.
+      // recordSegment, and the client receives the first error.
       await flush().catch(() => undefined);
       throw err;
     }
