@@ -89,7 +89,7 @@ export function createDataPlane(deps: DataPlaneDeps): (req: Request, res: Respon
         deps.metrics.failedOperationsTotal.inc({ operation: facts.operation, code: Code[codeOfKind[error.kind]] });
         const level = error.kind === "internal" || error.kind === "data_loss" ? "error" : "info";
         deps.log[level]({ ...entry(), status: STATUS_OF_KIND[error.kind], reason: error.message, err: level === "error" ? (error.cause ?? error) : undefined }, "http request failed");
-        sendError(res, error);
+        sendError(res, error, url.pathname);
       },
     );
     return true;
@@ -347,14 +347,36 @@ function headerOf(req: Request, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-function sendError(res: Response, error: StorageError): void {
+/** S3 error codes, so that S3 tools and users read Engram's errors as they read MinIO's. */
+const S3_CODE_OF_KIND: Record<StorageErrorKind, string> = {
+  invalid_argument: "InvalidArgument",
+  not_found: "NoSuchKey",
+  already_exists: "BucketAlreadyExists",
+  failed_precondition: "PreconditionFailed",
+  out_of_range: "InvalidRange",
+  data_loss: "InternalError",
+  aborted: "OperationAborted",
+  cancelled: "RequestCancelled",
+  permission_denied: "AccessDenied",
+  resource_exhausted: "EntityTooLarge",
+  unavailable: "ServiceUnavailable",
+  internal: "InternalError",
+};
+
+/** Sends an S3-style XML error body: Code, Message and Resource. */
+function sendError(res: Response, error: StorageError, resource: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const status = STATUS_OF_KIND[error.kind];
-  res.setHeader("Content-Type", "application/json");
-  res.writeHead(status);
   const message = error.kind === "internal" ? "internal error: see the server log" : error.message;
-  res.end(`${JSON.stringify({ code: error.kind, message })}\n`);
+  res.setHeader("Content-Type", "application/xml");
+  res.writeHead(STATUS_OF_KIND[error.kind]);
+  res.end(
+    `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${S3_CODE_OF_KIND[error.kind]}</Code><Message>${escapeXml(message)}</Message><Resource>${escapeXml(resource)}</Resource></Error>\n`,
+  );
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }
