@@ -205,6 +205,7 @@ async function main(): Promise<number> {
   const report = renderReport({
     command,
     quick,
+    only: values.only === undefined ? undefined : [...selected],
     startedAt,
     finishedAt: new Date(),
     loadAverageAtEnd: loadavg()

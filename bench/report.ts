@@ -15,6 +15,8 @@ import type { PathMeasurements, StreamingResult } from "./scenarios/streaming.js
 export interface RunResults {
   readonly command: string;
   readonly quick: boolean;
+  /** Scenarios run when --only chose some, or undefined for all. */
+  readonly only: readonly string[] | undefined;
   readonly startedAt: Date;
   readonly finishedAt: Date;
   readonly loadAverageAtEnd: string;
@@ -44,7 +46,8 @@ const GET_P99_LIMIT_MS = 5;
 
 export function renderReport(results: RunResults): string {
   const lines: string[] = [];
-  const mode = results.quick ? "quick mode: small sizes, one round, a smoke test and not a measurement" : "full run";
+  let mode = results.quick ? "quick mode: small sizes, one round, a smoke test and not a measurement" : "full run";
+  if (results.only) mode += `, only ${results.only.join(", ")}`;
   lines.push(`## Results (${mode})`, "");
   lines.push(`Run from ${results.startedAt.toISOString()} to ${results.finishedAt.toISOString()} with:`, "");
   lines.push("```sh", results.command, "```", "");
@@ -233,7 +236,7 @@ function renderStreaming(result: StreamingResult): string[] {
 /**
  * CPU seconds per GiB moved, of the server process and of the benchmark
  * process (the client), summed over user and system time of all threads.
- * Unlike speeds, these change little when other programs share the cores.
+ * They depend less than speeds on other programs sharing the cores.
  */
 function renderCpu(sizeBytes: number, paths: readonly PathMeasurements[]): string[] {
   const perGiB = (values: readonly number[]): string => {

@@ -9,7 +9,12 @@ const TICKS_PER_SECOND = 100;
 
 /** User plus system CPU seconds of a process and all its threads so far. */
 export function cpuSecondsOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch (err) {
+    throw new Error(`cannot read the CPU time of process ${pid}: it has exited (${(err as NodeJS.ErrnoException).code})`, { cause: err });
+  }
   // The command name in brackets may contain spaces, so count fields after its closing bracket.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // After the name, field 3 (state) is at index 0, so utime (14) and stime (15) are at 11 and 12.

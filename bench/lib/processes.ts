@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, statSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { copyFile, mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -75,6 +75,12 @@ export async function startEngramServer(options: EngramOptions = {}): Promise<En
 
   let child: ChildProcess | undefined;
   const stop = registerCleanup(async () => {
+    if (child && (child.exitCode !== null || child.signalCode !== null)) {
+      // The server died before it was stopped: keep its log for a post-mortem.
+      const kept = join(tmpdir(), `engram-bench-exited-${child.pid}.log`);
+      await copyFile(logFile, kept).catch(() => undefined);
+      console.error(`engram serve (pid ${child.pid}) exited by itself with ${child.exitCode ?? child.signalCode}; its log is in ${kept}`);
+    }
     if (child) await stopChild(child);
     await rm(dir, { recursive: true, force: true });
   });
@@ -221,11 +227,23 @@ export async function startMinioServer(binary: string): Promise<MinioServer> {
   const consolePort = await freePort();
   const accessKey = `bench${randomBytes(4).toString("hex")}`;
   const secretKey = randomBytes(16).toString("hex");
-  const child = spawn(binary, ["server", join(dir, "data"), "--address", `127.0.0.1:${port}`, "--console-address", `127.0.0.1:${consolePort}`, "--quiet"], {
-    env: { ...process.env, MINIO_ROOT_USER: accessKey, MINIO_ROOT_PASSWORD: secretKey, MINIO_BROWSER: "off", MINIO_UPDATE: "off" },
-    stdio: "ignore",
-  });
+  const logFile = join(dir, "minio.log");
+  const logFd = openSync(logFile, "a");
+  let child: ChildProcess;
+  try {
+    child = spawn(binary, ["server", join(dir, "data"), "--address", `127.0.0.1:${port}`, "--console-address", `127.0.0.1:${consolePort}`, "--quiet"], {
+      env: { ...process.env, MINIO_ROOT_USER: accessKey, MINIO_ROOT_PASSWORD: secretKey, MINIO_BROWSER: "off", MINIO_UPDATE: "off" },
+      stdio: ["ignore", logFd, logFd],
+    });
+  } finally {
+    closeSync(logFd);
+  }
   const stop = registerCleanup(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      const kept = join(tmpdir(), `engram-bench-minio-exited-${child.pid}.log`);
+      await copyFile(logFile, kept).catch(() => undefined);
+      console.error(`MinIO (pid ${child.pid}) exited by itself with ${child.exitCode ?? child.signalCode}; its log is in ${kept}`);
+    }
     await stopChild(child);
     await rm(dir, { recursive: true, force: true });
   });
