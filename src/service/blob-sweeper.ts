@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 
 import type { BlobStore } from "../blob/blob-store.js";
 import type { MetadataStore } from "../metadata/metadata-store.js";
+import { PeriodicTask } from "./periodic-task.js";
 
 const BATCH_SIZE = 100;
 
@@ -12,8 +13,7 @@ const BATCH_SIZE = 100;
  * change can finish reading.
  */
 export class BlobSweeper {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<number> | undefined;
+  private readonly periodic = new PeriodicTask(() => this.sweepAll());
 
   constructor(
     private readonly metadata: MetadataStore,
@@ -23,21 +23,16 @@ export class BlobSweeper {
   ) {}
 
   start(intervalMs: number): void {
-    this.timer = setInterval(() => void this.sweep(), intervalMs);
-    this.timer.unref();
+    this.periodic.start(intervalMs);
   }
 
   /** Deletes every due blob; returns how many. Overlapping calls share one run. */
   sweep(): Promise<number> {
-    this.running ??= this.sweepAll().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.periodic.run();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   private async sweepAll(): Promise<number> {

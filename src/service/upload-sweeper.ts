@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 
 import type { MetadataStore } from "../metadata/metadata-store.js";
+import { PeriodicTask } from "./periodic-task.js";
 
 const BATCH_SIZE = 100;
 
@@ -11,8 +12,7 @@ const BATCH_SIZE = 100;
  * the blobs after its grace period.
  */
 export class UploadSweeper {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<number> | undefined;
+  private readonly periodic = new PeriodicTask(() => this.sweepAll());
 
   constructor(
     private readonly metadata: MetadataStore,
@@ -20,21 +20,16 @@ export class UploadSweeper {
   ) {}
 
   start(intervalMs: number): void {
-    this.timer = setInterval(() => void this.sweep(), intervalMs);
-    this.timer.unref();
+    this.periodic.start(intervalMs);
   }
 
   /** Removes every expired upload; returns how many. Overlapping calls share one run. */
   sweep(): Promise<number> {
-    this.running ??= this.sweepAll().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.periodic.run();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   private async sweepAll(): Promise<number> {
