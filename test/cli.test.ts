@@ -6,22 +6,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { Writable } from "node:stream";
-
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { run } from "../src/cli/run.js";
+import { runCommand, type CommandRun } from "./support/cli.js";
 
 import { startTestEngram, type TestEngram } from "./support/engram.js";
 import { MiB, random } from "./support/objects.js";
 
 const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+type Run = CommandRun;
 
 /** Runs the built `engram` command against the test server. */
 function engramCli(args: string[], cwd: string): Promise<Run> {
@@ -36,23 +30,9 @@ function engramCli(args: string[], cwd: string): Promise<Run> {
   });
 }
 
-/** Runs a command in this process, as main.ts does, with captured output. */
-async function engramInProcess(args: string[]): Promise<Run> {
-  let stdout = "";
-  let stderr = "";
-  const capture = (append: (text: string) => void) =>
-    new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        append(chunk.toString("utf8"));
-        done();
-      },
-    });
-  const code = await run(args, {
-    stdout: capture((text) => (stdout += text)),
-    stderr: capture((text) => (stderr += text)),
-    env: { ENGRAM_URL: engram.url },
-  });
-  return { code, stdout, stderr };
+/** Runs a command in this process against the test server. */
+function engramInProcess(args: string[]): Promise<Run> {
+  return runCommand(args, { ENGRAM_URL: engram.url });
 }
 
 let engram: TestEngram;

@@ -1,12 +1,11 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { run } from "../src/cli/run.js";
 
+import { runCommand } from "./support/cli.js";
 import { startFakeVault, type FakeVault } from "./support/fake-vault.js";
 
 const TOKEN = "hvs.check-token-5f2a9c";
@@ -16,30 +15,8 @@ const URL_PASSWORD = "url-password-9e107d9d";
 const POSTGRES_URL = `postgres://engram:${URL_PASSWORD}@db:5432/engram?sslmode=require&password=${URL_PASSWORD}q`;
 const POSTGRES_PASSWORD = "file-password-e4d909c2";
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command in this process, as main.ts does, with captured output. */
-async function engram(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
-  let stdout = "";
-  let stderr = "";
-  const capture = (append: (text: string) => void) =>
-    new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        append(chunk.toString("utf8"));
-        done();
-      },
-    });
-  const code = await run(args, {
-    stdout: capture((text) => (stdout += text)),
-    stderr: capture((text) => (stderr += text)),
-    env,
-  });
-  return { code, stdout, stderr };
-}
+/** Runs an engram command in this process. */
+const engram = runCommand;
 
 let vault: FakeVault;
 let work: string;

@@ -163,22 +163,7 @@ export class SqlMetadataStore implements MetadataStore {
         for (const object of objects) {
           await trx
             .insertInto("objects")
-            .values({
-              bucket: object.bucket,
-              key: object.key,
-              generation: object.generation,
-              version_id: object.versionId,
-              live: true,
-              size: object.size,
-              content_type: object.contentType,
-              storage_class: object.storageClass,
-              metadata: JSON.stringify(object.metadata),
-              tags: JSON.stringify(object.tags),
-              sha256: object.sha256,
-              crc32c: object.crc32c,
-              etag: object.etag,
-              created_at: sql<Date>`now()`,
-            })
+            .values(liveRowOf(object))
             .execute();
         }
         const highest = Math.max(...objects.map((object) => object.generation));
@@ -279,22 +264,7 @@ export async function commitInTransaction(trx: Transaction<Database>, object: Ne
 
   const row = await trx
     .insertInto("objects")
-    .values({
-      bucket: object.bucket,
-      key: object.key,
-      generation: object.generation,
-      version_id: object.versionId,
-      live: true,
-      size: object.size,
-      content_type: object.contentType,
-      storage_class: object.storageClass,
-      metadata: JSON.stringify(object.metadata),
-      tags: JSON.stringify(object.tags),
-      sha256: object.sha256,
-      crc32c: object.crc32c,
-      etag: object.etag,
-      created_at: sql<Date>`now()`,
-    })
+    .values(liveRowOf(object))
     .returningAll()
     .executeTakeFirstOrThrow();
   return objectFromRow(row);
@@ -352,6 +322,26 @@ async function removeVersion(trx: Transaction<Database>, row: Selectable<Objects
     .where("generation", "=", Number(row.generation))
     .execute();
   await trx.insertInto("blob_deletions").values({ bucket: row.bucket, key: row.key, version_id: row.version_id }).execute();
+}
+
+/** Returns the row of a new live version, created now. */
+function liveRowOf(object: NewObject) {
+  return {
+    bucket: object.bucket,
+    key: object.key,
+    generation: object.generation,
+    version_id: object.versionId,
+    live: true,
+    size: object.size,
+    content_type: object.contentType,
+    storage_class: object.storageClass,
+    metadata: JSON.stringify(object.metadata),
+    tags: JSON.stringify(object.tags),
+    sha256: object.sha256,
+    crc32c: object.crc32c,
+    etag: object.etag,
+    created_at: sql<Date>`now()`,
+  };
 }
 
 function objectFromRow(row: Selectable<ObjectsTable>): ObjectRecord {
