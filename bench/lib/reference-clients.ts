@@ -43,7 +43,7 @@ async function readReply(socket: net.Socket): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** What the TCP peer does with uploaded bytes: count them only, also hash them, or write them to disk. */
+/** Handling of uploaded bytes by the TCP peer: count them only, also hash them, or write them to disk. */
 export type TcpReceiver = "discard" | "hash" | "disk";
 
 const TCP_UPLOAD_OPERATIONS: Record<TcpReceiver, number> = {
@@ -109,7 +109,7 @@ export class TusClient {
   async upload(source: ChunkSource, size: number, expectedSha256: string): Promise<{ url: string; transfer: Transfer }> {
     const created = await this.request("POST", new URL("/files", this.baseUrl), { "Upload-Length": String(size) });
     const location = created.headers.location;
-    if (created.statusCode !== 201 || !location) throw new Error(`tus creation answered ${created.statusCode} without a Location`);
+    if (created.statusCode !== 201 || !location) throw new Error(`tus creation responded with ${created.statusCode} and no Location`);
     created.resume();
     const url = new URL(location, this.baseUrl).toString();
 
@@ -143,7 +143,7 @@ export class TusClient {
     await once(response, "end");
     const offset = Number(response.headers["upload-offset"]);
     if (response.statusCode !== 204 || offset !== size) {
-      throw new Error(`tus PATCH answered ${response.statusCode} with Upload-Offset ${offset} after ${sent} of ${size} bytes`);
+      throw new Error(`tus PATCH responded with ${response.statusCode} with Upload-Offset ${offset} after ${sent} of ${size} bytes`);
     }
     const digest = hash.digest("hex");
     if (digest !== expectedSha256) throw new Error(`tus upload: the client hashed ${digest}, expected ${expectedSha256}`);
@@ -154,7 +154,7 @@ export class TusClient {
     const response = await this.request("GET", new URL(url), {});
     if (response.statusCode !== 200) {
       response.resume();
-      throw new Error(`tus GET ${url} answered ${response.statusCode}`);
+      throw new Error(`tus GET ${url} responded with ${response.statusCode}`);
     }
     const hash = createHash("sha256");
     let received = 0;
@@ -172,7 +172,7 @@ export class TusClient {
   async delete(url: string): Promise<void> {
     const response = await this.request("DELETE", new URL(url), {});
     response.resume();
-    if (response.statusCode !== 204) throw new Error(`tus DELETE ${url} answered ${response.statusCode}`);
+    if (response.statusCode !== 204) throw new Error(`tus DELETE ${url} responded with ${response.statusCode}`);
   }
 
   close(): void {

@@ -95,7 +95,7 @@ export type GeneratePresignedUrlRequest = Message<"engram.v1.GeneratePresignedUr
 
   /**
    * UPLOAD_PART only: 1 to 10000. Ask for one URL per part when it is due,
-   * so a long upload never holds an expired URL.
+   * so a long upload never works with an expired URL.
    *
    * @generated from field: int32 part_number = 12;
    */

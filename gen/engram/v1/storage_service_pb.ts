@@ -1043,11 +1043,11 @@ export const WriteChunkResponseSchema: GenMessage<WriteChunkResponse> = /*@__PUR
   messageDesc(file_engram_v1_storage_service, 36);
 
 /**
- * Stores and serves objects. Errors use fixed codes: NOT_FOUND for a missing
- * bucket or object, FAILED_PRECONDITION for a failed if_generation_match,
- * OUT_OF_RANGE for a read past the end or a size mismatch, INVALID_ARGUMENT
- * for a bad argument or checksum, DATA_LOSS for corrupt stored data,
- * RESOURCE_EXHAUSTED for an oversized message or object, UNAVAILABLE when a
+ * Stores and serves objects. Errors use fixed codes. NOT_FOUND: a missing
+ * bucket or object. FAILED_PRECONDITION: a failed if_generation_match.
+ * OUT_OF_RANGE: a read past the end or a size mismatch. INVALID_ARGUMENT: a
+ * bad argument or checksum. DATA_LOSS: corrupt stored data.
+ * RESOURCE_EXHAUSTED: an oversized message or object. UNAVAILABLE: a
  * dependency is down.
  *
  * @generated from service engram.v1.StorageService
