@@ -71,7 +71,7 @@ describe("stored data", () => {
 
     const err = await downloadError(key);
     expect(err?.code).toBe(Code.DataLoss);
-    expect(err?.rawMessage).toContain("sha256");
+    expect(err?.rawMessage).toContain("crc32c");
   });
 
   it("blob keeps a headers file for rebuilding the index", async () => {
