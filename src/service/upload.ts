@@ -127,7 +127,8 @@ export class UploadService {
           `data chunk of ${chunk.data.byteLength} bytes exceeds the maximum of ${this.limits.maxUploadChunkBytes} bytes: send smaller chunks`,
         );
       }
-      if (chunk.crc32c !== undefined && crc32cOf(chunk.data) !== chunk.crc32c) {
+      const chunkCrc32c = chunk.crc32c === undefined ? undefined : crc32cOf(chunk.data);
+      if (chunkCrc32c !== chunk.crc32c) {
         throw invalidArgument(
           `crc32c of the chunk at write_offset ${chunk.writeOffset} does not match its content: the data was corrupted in transit; retry the upload`,
         );
@@ -138,7 +139,7 @@ export class UploadService {
           : new StorageError("out_of_range", `upload exceeds its declared size of ${spec.size} bytes: declare the real size`);
       }
 
-      hasher.update(chunk.data);
+      hasher.update(chunk.data, chunkCrc32c);
       if (chunk.data.byteLength > 0) {
         await writer.write(chunk.data);
       }
