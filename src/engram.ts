@@ -29,6 +29,7 @@ import { lockDataDir } from "./data-dir-lock.js";
 import type { MetadataStore } from "./metadata/metadata-store.js";
 import { openPGliteMetadataStore } from "./metadata/pglite/open-pglite.js";
 import { openPostgresMetadataStore } from "./metadata/postgres/open-postgres.js";
+import { withReadCache } from "./metadata/read-cache.js";
 import { createDataPlane } from "./http/data-plane.js";
 import { OpsServer } from "./http/ops-server.js";
 import { loadSigningKeys } from "./presign/signing-keys.js";
@@ -245,7 +246,8 @@ async function openMetadataStore(config: Config, log: Logger): Promise<MetadataS
   if (config.metadataStore === "postgres") {
     return openPostgresMetadataStore(config.postgres, log);
   }
-  return openPGliteMetadataStore(join(config.dataDir, "metadata"));
+  // The data directory lock makes this process PGlite's only writer.
+  return withReadCache(await openPGliteMetadataStore(join(config.dataDir, "metadata")));
 }
 
 /**
