@@ -128,6 +128,33 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
+  async copy(source: BlobRef, target: BlobRef, headers: BlobHeaders): Promise<void> {
+    // concat of one source is a CopyObject, or UploadPartCopy requests for
+    // a source above 5 GiB; the headers object makes the copy finished.
+    await this.concat(target, [source], { generation: headers.generation, contentType: headers.contentType });
+    await this.writeHeaders(target, headers);
+  }
+
+  async removeBucket(bucket: string): Promise<void> {
+    const name = this.s3BucketOf(bucket);
+    try {
+      const names: string[] = [];
+      for await (const item of this.client.listObjectsV2(name, "", true) as AsyncIterable<{ name?: string }>) {
+        if (item.name !== undefined) names.push(item.name);
+      }
+      // DeleteObjects takes at most 1000 names per request.
+      for (let start = 0; start < names.length; start += 1000) {
+        await this.client.removeObjects(name, names.slice(start, start + 1000));
+      }
+      // A bucket that Engram may not create is the operator's: it stays.
+      if (this.options.createBuckets) {
+        await this.client.removeBucket(name);
+      }
+    } catch (err) {
+      throw translateS3Error(err, `remove S3 bucket ${name}`);
+    }
+  }
+
   async presignGet(ref: BlobRef, expiresInSeconds: number, response: PresignResponseHeaders): Promise<string> {
     const params: Record<string, string> = {};
     if (response.contentDisposition !== undefined) params["response-content-disposition"] = response.contentDisposition;
