@@ -39,6 +39,8 @@ export class LifecycleWorker {
   private readonly clock: Clock;
   private readonly batchSize: number;
   private stopping = false;
+  /** Versions and uploads changed by the run under way, counted per committed batch. */
+  private appliedInRun = 0;
   /** Called inside each batch before each item; a throw rolls the batch back. Tests use it to interrupt a batch. */
   beforeItem: (() => void) | undefined;
 
@@ -67,7 +69,7 @@ export class LifecycleWorker {
   }
 
   private async applyAll(): Promise<number> {
-    let applied = 0;
+    this.appliedInRun = 0;
     try {
       const buckets = await this.metadata.listBuckets();
       for (const bucket of buckets) {
@@ -75,23 +77,23 @@ export class LifecycleWorker {
         for (const rule of bucket.lifecycleRules) {
           if (!rule.enabled) continue;
           for (const step of stepsOf(rule, this.clock.now())) {
-            const count = await this.drain(bucket.name, rule, step);
-            // undefined: another replica holds the lifecycle lock and does the work.
-            if (count === undefined) return applied;
-            applied += count;
-            if (this.stopping) return applied;
+            const done = await this.drain(bucket.name, rule, step);
+            // false: another replica holds the lifecycle lock and does the work.
+            if (!done || this.stopping) return this.appliedInRun;
           }
         }
       }
     } catch (err) {
-      this.log.warn({ err }, "lifecycle run failed; will retry");
+      this.log.warn({ err, applied: this.appliedInRun }, "lifecycle run failed; will retry");
     }
-    return applied;
+    return this.appliedInRun;
   }
 
-  /** Runs batches of one step until one changes fewer than a full batch. */
-  private async drain(bucket: string, rule: LifecycleRule, step: LifecycleStep): Promise<number | undefined> {
-    let total = 0;
+  /**
+   * Runs batches of one step until one changes fewer than a full batch;
+   * returns false when another replica holds the lifecycle lock.
+   */
+  private async drain(bucket: string, rule: LifecycleRule, step: LifecycleStep): Promise<boolean> {
     for (;;) {
       const started = performance.now();
       let count: number | undefined;
@@ -108,7 +110,7 @@ export class LifecycleWorker {
         this.options.metrics.lifecycleBatchesTotal.inc({ action: step.action, result: "error" });
         throw err;
       }
-      if (count === undefined) return undefined;
+      if (count === undefined) return false;
 
       this.options.metrics.lifecycleBatchesTotal.inc({ action: step.action, result: "ok" });
       if (count > 0) {
@@ -116,8 +118,8 @@ export class LifecycleWorker {
         const durationMs = Math.round(performance.now() - started);
         this.log.info({ bucket, rule: rule.id, action: step.action, count, durationMs }, "lifecycle batch applied");
       }
-      total += count;
-      if (count < this.batchSize || this.stopping) return total;
+      this.appliedInRun += count;
+      if (count < this.batchSize || this.stopping) return true;
     }
   }
 }
