@@ -129,6 +129,31 @@ describe.each(backends)("on $name", (backend) => {
       expect(body.bucket.lifecycleRules).toEqual([]);
     });
 
+    it("README lifecycle example over JSON", async () => {
+      const name = uniqueBucketName("readme");
+      await client().createBucket({ bucket: { name } });
+      // The request body of the lifecycle example in README.md.
+      const body = {
+        bucket: {
+          name,
+          lifecycleRules: [
+            { id: "job-logs", enabled: true, prefix: "jobs/", expirationDays: 30 },
+            { id: "stale-uploads", enabled: true, abortIncompleteUploadDays: 7 },
+          ],
+        },
+        updateMask: "lifecycleRules",
+      };
+      const response = await fetch(`${engram.url}/engram.v1.StorageService/UpdateBucket`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      expect(response.status).toBe(200);
+      const { bucket } = (await response.json()) as { bucket: { lifecycleRules: unknown[]; metageneration: string } };
+      expect(bucket.lifecycleRules).toHaveLength(2);
+      expect(bucket.metageneration).toBe("2");
+    });
+
     it("suspended and archived take reads only", async () => {
       const name = uniqueBucketName("status");
       await client().createBucket({ bucket: { name } });

@@ -39,7 +39,9 @@ export async function listVersions(url: string, path: string, print: Print): Pro
     const page = await client.listObjects({ bucket, prefix, versions: true, pageToken });
     for (const object of page.objects) {
       const created = object.createTime ? new Date(Number(object.createTime.seconds) * 1000).toISOString() : "";
-      const state = object.deleteMarker ? "delete marker" : object.noncurrent ? "noncurrent" : "live";
+      let state = "live";
+      if (object.deleteMarker) state = "delete marker";
+      else if (object.noncurrent) state = "noncurrent";
       print(`${object.size.toString().padStart(12)}  ${created.padEnd(24)}  ${object.generation.toString().padStart(8)}  ${state.padEnd(13)}  ${object.key}`);
     }
     pageToken = page.nextPageToken;

@@ -3,7 +3,7 @@ export const STORAGE_CLASSES = ["STANDARD", "REDUCED_REDUNDANCY", "GLACIER", "DE
 export type StorageClassName = (typeof STORAGE_CLASSES)[number];
 
 export const BUCKET_STATUSES = ["active", "suspended", "archived"] as const;
-/** What a bucket allows: active reads and writes; suspended and archived reads only. */
+/** Bucket status: active takes reads and writes, suspended and archived take reads only. */
 export type BucketStatus = (typeof BUCKET_STATUSES)[number];
 
 export const VERSIONING_STATES = ["unversioned", "enabled", "suspended"] as const;
@@ -111,7 +111,7 @@ export interface ListObjectsQuery {
   readonly startBeforeGeneration?: number | undefined;
 }
 
-/** What DeleteObject did. */
+/** Outcome of DeleteObject. */
 export interface DeleteResult {
   /** The version that was removed or became noncurrent. */
   readonly deleted: ObjectRecord;
@@ -236,7 +236,7 @@ export interface MetadataStore {
   updateBucket(name: string, changes: Partial<BucketSettings>, ifMetagenerationMatch: number | undefined): Promise<BucketRecord>;
   /**
    * Deletes a bucket with no versions, delete markers or unfinished
-   * uploads, and forgets its queued blob deletions. Throws NOT_FOUND or
+   * uploads, and drops its queued blob deletions. Throws NOT_FOUND or
    * FAILED_PRECONDITION.
    */
   deleteBucket(name: string, ifMetagenerationMatch: number | undefined): Promise<void>;
@@ -261,9 +261,9 @@ export interface MetadataStore {
    */
   commitObject(object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord>;
   /**
-   * Deletes the live version as the bucket's versioning state says, or,
-   * with a generation, removes that version or delete marker permanently;
-   * removed blobs are queued for deletion.
+   * Deletes the live version under the rules of the bucket's versioning
+   * state, or, with a generation, removes that version or delete marker
+   * permanently. Removed blobs are queued for deletion.
    */
   deleteObject(bucket: string, key: string, ifGenerationMatch: number | undefined, generation?: number): Promise<DeleteResult>;
   /**

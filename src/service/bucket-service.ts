@@ -60,7 +60,7 @@ export class BucketService {
   async deleteBucket(name: string, ifMetagenerationMatch: number | undefined): Promise<void> {
     await requireBucket(this.metadata, name);
     await this.metadata.deleteBucket(name, ifMetagenerationMatch);
-    // NOTE: a failure here leaves the container with unreferenced blobs; a
+    // NOTE: a failure here leaves the container with unreferenced blobs. A
     // bucket created later under the same name reuses it, and only a
     // rebuild of the index would see those blobs.
     await this.blobs.removeBucket(name);
@@ -68,7 +68,7 @@ export class BucketService {
   }
 }
 
-/** A bucket's versioning, once enabled, can only be suspended again, as in S3. */
+/** Rejects a return to unversioned: once enabled, versioning can only be suspended, as in S3. */
 function checkVersioningChange(name: string, from: VersioningState, to: VersioningState): void {
   if (to === "unversioned" && from !== "unversioned") {
     throw invalidArgument(`bucket ${name} has had versioning enabled, so it cannot become unversioned again: set versioning to suspended instead`);

@@ -1,7 +1,7 @@
 import { MAX_LIFECYCLE_RULES, type LifecycleRule } from "../metadata/metadata-store.js";
 import { invalidArgument } from "./errors.js";
 
-/** Longest lifecycle duration accepted, in days (100 years). */
+/** Maximum lifecycle duration, in days (100 years). */
 const MAX_DAYS = 36_500;
 const MAX_RULE_ID_LENGTH = 255;
 

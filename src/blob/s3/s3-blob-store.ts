@@ -31,6 +31,10 @@
  * at one part number would overwrite each other there, and the metadata
  * could record the losing attempt. The whole-object SHA-256 still needs one
  * read of every part, because SHA-256 digests of parts cannot be combined.
+ *
+ * A restored version is a copy under a new version id (CopyObject, or
+ * UploadPartCopy above 5 GiB) with its own .json object, which records the
+ * new generation.
  */
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";

@@ -99,7 +99,7 @@ async function expireNoncurrent(
   let applied = 0;
   for (const candidate of result.rows) {
     batch.beforeItem?.();
-    // SKIP LOCKED: a version that a writer holds is left for the next run.
+    // SKIP LOCKED: a version that a writer has locked is left for the next run.
     const row = await trx
       .selectFrom("objects")
       .selectAll()
@@ -168,7 +168,7 @@ async function transition(trx: Transaction<Database>, batch: LifecycleBatch, cre
   return rows.length;
 }
 
-/** The prefix and tag filter of a rule, as a condition on object rows. */
+/** Builds the condition on object rows of a rule's prefix and tag filter. */
 function matches(batch: LifecycleBatch): Expression<SqlBool> {
   if (Object.keys(batch.tags).length === 0) {
     return sql<SqlBool>`starts_with(key, ${batch.prefix})`;

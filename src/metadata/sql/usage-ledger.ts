@@ -19,9 +19,10 @@ interface UsageDelta {
 
 /**
  * Collects the usage changes of one transaction and writes them to the
- * bucket rows at its end. Writing last keeps the bucket row locked for the
- * shortest time, and a transaction that takes key locks never waits for a
- * key lock while it holds a bucket row, so two writers cannot deadlock.
+ * bucket rows at its end. Callers flush after their last key lock, which
+ * keeps the bucket row locked briefly. It also means that no transaction
+ * waits for a key lock while it has a bucket row locked, which could
+ * deadlock with a writer that has the key and waits for the row.
  */
 export class UsageLedger {
   private readonly deltas = new Map<string, UsageDelta>();
