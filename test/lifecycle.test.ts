@@ -95,6 +95,20 @@ describe.each(backends)("on $name", (backend) => {
       await expectUsageExact(bucket);
     });
 
+    it("expiring every version removes the marker", async () => {
+      const rules = [{ id: "all", enabled: true, prefix: "tmp/", expirationDays: 1, noncurrentExpirationDays: 1 }];
+      const bucket = await bucketWithRules("lone", rules, VersioningState.ENABLED);
+      await upload(client(), bucket, "tmp/a", random(8));
+      await upload(client(), bucket, "tmp/a", random(9));
+      await upload(client(), bucket, "kept", random(10));
+
+      daysAhead = 2;
+      await engram.lifecycle.run();
+      const { objects } = await client().listObjects({ bucket, versions: true });
+      expect(objects.map((object) => object.key)).toEqual(["kept"]);
+      await expectUsageExact(bucket);
+    });
+
     it("keeps the newest 2 noncurrent versions", async () => {
       const bucket = await bucketWithRules("newest", [{ id: "keep2", enabled: true, prefix: "", noncurrentNewerVersions: 2 }], VersioningState.ENABLED);
       const generations = [];

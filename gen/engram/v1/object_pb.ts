@@ -350,7 +350,9 @@ export type LifecycleRule = Message<"engram.v1.LifecycleRule"> & {
 
   /**
    * Removes noncurrent versions this many days after they became
-   * noncurrent.
+   * noncurrent. With this or noncurrent_newer_versions set, a delete marker
+   * that is the last version of its key is removed as well, unless the
+   * rule has tags.
    *
    * @generated from field: optional int32 noncurrent_expiration_days = 6;
    */

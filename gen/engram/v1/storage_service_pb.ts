@@ -1247,7 +1247,10 @@ export const WriteChunkResponseSchema: GenMessage<WriteChunkResponse> = /*@__PUR
 
 /**
  * Stores and serves objects. Errors use fixed codes. NOT_FOUND: a missing
- * bucket or object. FAILED_PRECONDITION: a failed if_generation_match.
+ * bucket or object. ALREADY_EXISTS: a bucket name that is taken.
+ * FAILED_PRECONDITION: a failed if_generation_match or
+ * if_metageneration_match, a write to a bucket that takes reads only, or a
+ * bucket to delete that is not empty.
  * OUT_OF_RANGE: a read past the end or a size mismatch. INVALID_ARGUMENT: a
  * bad argument or checksum. DATA_LOSS: corrupt stored data.
  * RESOURCE_EXHAUSTED: an oversized message or object. UNAVAILABLE: a

@@ -114,7 +114,48 @@ async function expireNoncurrent(
     await removeVersion(trx, row, ledger);
     applied += 1;
   }
+
+  if (applied < batch.limit && Object.keys(batch.tags).length === 0) {
+    applied += await removeLoneDeleteMarkers(trx, batch, batch.limit - applied, ledger);
+  }
   return applied;
+}
+
+/**
+ * Removes live delete markers that no other version of their key is left
+ * behind, as S3 does with expired object delete markers, so that expiring
+ * every version of a key leaves nothing that keeps its bucket from being
+ * deleted.
+ */
+async function removeLoneDeleteMarkers(trx: Transaction<Database>, batch: LifecycleBatch, limit: number, ledger: UsageLedger): Promise<number> {
+  const markers = await trx
+    .selectFrom("objects as marker")
+    .selectAll()
+    .where("marker.bucket", "=", batch.bucket)
+    .where("marker.live", "=", true)
+    .where("marker.delete_marker", "=", true)
+    .where(sql<boolean>`starts_with(marker.key, ${batch.prefix})`)
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom("objects as other")
+            .select("other.generation")
+            .whereRef("other.bucket", "=", "marker.bucket")
+            .whereRef("other.key", "=", "marker.key")
+            .whereRef("other.generation", "<>", "marker.generation"),
+        ),
+      ),
+    )
+    .orderBy("marker.key")
+    .limit(limit)
+    .forUpdate()
+    .skipLocked()
+    .execute();
+  for (const marker of markers) {
+    batch.beforeItem?.();
+    await removeVersion(trx, marker, ledger);
+  }
+  return markers.length;
 }
 
 /** Aborts unfinished multipart and resumable uploads started before the cutoff. */
