@@ -122,10 +122,9 @@ async function expireNoncurrent(
 }
 
 /**
- * Removes live delete markers that no other version of their key is left
- * behind, as S3 does with expired object delete markers, so that expiring
- * every version of a key leaves nothing that keeps its bucket from being
- * deleted.
+ * Removes live delete markers that are the only version left of their key,
+ * as S3 does with expired object delete markers. Otherwise a key whose
+ * versions all expired would keep its bucket from being deleted.
  */
 async function removeLoneDeleteMarkers(trx: Transaction<Database>, batch: LifecycleBatch, limit: number, ledger: UsageLedger): Promise<number> {
   const markers = await trx
