@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { VersioningState } from "../gen/engram/v1/object_pb.js";
@@ -206,6 +206,23 @@ describe.each(backends)("on $name", (backend) => {
       expect(usage.objectCount).toBe(2n);
       expect(usage.totalBytes).toBe(41n + 3000n);
       expect(usage.versionCount).toBeGreaterThan(usage.objectCount);
+    });
+
+    it("usage stays exact under parallel writes", async () => {
+      const bucket = await versionedBucket("parallel");
+      const writes = Array.from({ length: 24 }, (_, i) => async () => {
+        const key = `k${i % 4}`;
+        await upload(client(), bucket, key, random(100 + i));
+        if (i % 3 !== 0) return;
+        // Another write may have deleted the key already: only NOT_FOUND is expected.
+        await client()
+          .deleteObject({ bucket, key })
+          .catch((err: unknown) => {
+            if (ConnectError.from(err).code !== Code.NotFound) throw err;
+          });
+      });
+      await Promise.all(writes.map((write) => write()));
+      expect(await usageReported(client(), bucket)).toEqual(await usageByScan(client(), bucket));
     });
 
     it.runIf(backend.name === "embedded")("rebuild restores the restored version", async () => {
