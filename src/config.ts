@@ -37,6 +37,8 @@ export interface Config {
   readonly blobDeleteGraceMs: number;
   /** How often download counts are written to the metadata store. */
   readonly readFlushIntervalMs: number;
+  /** How often the lifecycle worker applies the buckets' lifecycle rules. */
+  readonly lifecycleIntervalMs: number;
   /** How long in-flight calls may run on after SIGTERM. */
   readonly shutdownGraceMs: number;
   /** Store for bytes: the local filesystem, or an S3-compatible store. */
@@ -181,6 +183,7 @@ function buildConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVar
     maxUploadChunkBytes: integer(env, "ENGRAM_MAX_UPLOAD_CHUNK_BYTES", 4 * MiB, 1024, 16 * MiB),
     blobDeleteGraceMs: integer(env, "ENGRAM_BLOB_DELETE_GRACE_SECONDS", 300, 0, 86_400) * 1000,
     readFlushIntervalMs: integer(env, "ENGRAM_READ_FLUSH_SECONDS", 5, 1, 3600) * 1000,
+    lifecycleIntervalMs: integer(env, "ENGRAM_LIFECYCLE_INTERVAL_SECONDS", 3600, 1, 86_400) * 1000,
     shutdownGraceMs: integer(env, "ENGRAM_SHUTDOWN_GRACE_SECONDS", 30, 0, 3600) * 1000,
     blobStore: oneOf(env, "ENGRAM_BLOB_STORE", "fs", ["fs", "s3"]) as "fs" | "s3",
     metadataStore: oneOf(env, "ENGRAM_METADATA_STORE", "pglite", ["pglite", "postgres"]) as "pglite" | "postgres",

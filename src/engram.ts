@@ -40,11 +40,14 @@ import { createMetrics, type Metrics } from "./metrics/metrics.js";
 import { ApiServer, type RequestHandler } from "./server/api-server.js";
 import { withGrpcMessageEncoding } from "./server/grpc-message.js";
 import { BlobSweeper } from "./service/blob-sweeper.js";
+import { BucketService } from "./service/bucket-service.js";
 import { CatalogService } from "./service/catalog.js";
 import { DownloadService } from "./service/download.js";
 import type { Limits } from "./service/limits.js";
 import { MAX_KEY_BYTES } from "./service/names.js";
+import { LifecycleWorker, systemClock, type Clock } from "./service/lifecycle-worker.js";
 import { ReadCounter } from "./service/read-counter.js";
+import { RestoreService } from "./service/restore.js";
 import { DEFAULT_UPLOAD_EXPIRY_MS, MultipartService } from "./service/multipart.js";
 import { ResumableService } from "./service/resumable.js";
 import { UploadSweeper } from "./service/upload-sweeper.js";
@@ -71,6 +74,7 @@ export interface Engram {
   readonly uploads: UploadService;
   readonly multipart: MultipartService;
   readonly uploadSweeper: UploadSweeper;
+  readonly lifecycle: LifecycleWorker;
   /** Base URL of the operations port (/metrics, /healthz, /readyz). */
   readonly metricsUrl: string;
   readonly metrics: Metrics;
@@ -87,6 +91,10 @@ export interface StartOptions {
   readonly authorizer?: Authorizer;
   /** Lifetime of a multipart upload after its latest part, in milliseconds; tests shorten it. */
   readonly uploadExpiryMs?: number;
+  /** Clock of the lifecycle worker; tests move it forward instead of waiting. */
+  readonly clock?: Clock;
+  /** Versions or uploads per lifecycle batch; tests make it small. */
+  readonly lifecycleBatchSize?: number;
 }
 
 export async function startEngram(config: Config, options: StartOptions): Promise<Engram> {
@@ -149,13 +157,20 @@ async function startServices(
   const presign = new PresignService(timedMetadata, timedBlobs, signer, signingKeys[0]!, () => publicUrl, multipart);
   const resumable = new ResumableService(timedMetadata, timedBlobs, limits, multipart, options.uploadExpiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS);
   const uploadSweeper = new UploadSweeper(timedMetadata, log);
+  const buckets = new BucketService(timedMetadata, timedBlobs, log);
+  const restores = new RestoreService(timedMetadata, timedBlobs);
+  const lifecycle = new LifecycleWorker(timedMetadata, log, {
+    clock: options.clock ?? systemClock,
+    metrics,
+    ...(options.lifecycleBatchSize === undefined ? {} : { batchSize: options.lifecycleBatchSize }),
+  });
 
   const health = new HealthStatus();
   const monitor = new HealthMonitor(health, [STORAGE_SERVICE_NAME], metadata, blobs, log);
   const calls = new CallTracker();
 
   const routes = (router: ConnectRouter): void => {
-    registerStorageService(router, { uploads, downloads, catalog, multipart, resumable, authorizer: options.authorizer ?? allowAll, limits });
+    registerStorageService(router, { uploads, downloads, catalog, multipart, resumable, buckets, restores, authorizer: options.authorizer ?? allowAll, limits });
     registerHealth(router, health);
     registerPresignService(router, presign, options.authorizer ?? allowAll, metrics);
     registerReflection(router, [file_engram_v1_storage_service, file_engram_v1_presign_service, file_grpc_health_v1_health] as DescFile[]);
@@ -193,6 +208,7 @@ async function startServices(
   }
   sweeper.start(SWEEP_INTERVAL_MS);
   uploadSweeper.start(SWEEP_INTERVAL_MS);
+  lifecycle.start(config.lifecycleIntervalMs);
   reads.start();
 
   const url = urlOf(address);
@@ -212,6 +228,7 @@ async function startServices(
       // Handlers of streams cut off at the deadline still clean up.
       await calls.idle(5000);
       await ops.close();
+      await lifecycle.stop();
       await uploadSweeper.stop();
       await sweeper.stop();
       await reads.stop();
@@ -223,7 +240,7 @@ async function startServices(
     return closing;
   };
 
-  return { config, url, port: address.port, metricsUrl, blobs, metadata, health, catalog, uploads, multipart, uploadSweeper, metrics, monitor, close };
+  return { config, url, port: address.port, metricsUrl, blobs, metadata, health, catalog, uploads, multipart, uploadSweeper, lifecycle, metrics, monitor, close };
 }
 
 function urlOf(address: AddressInfo): string {

@@ -160,4 +160,39 @@ describe("engram command", () => {
     expect(health.code).toBe(0);
     expect(health.stdout.trim()).toBe("SERVING");
   });
+
+  it("versioned bucket commands", async () => {
+    const made = await engramInProcess(["mb", "cli-versions", "--versioning"]);
+    expect(made.stdout).toBe("created bucket cli-versions with versioning enabled\n");
+    await writeFile(join(work, "v1.txt"), "first");
+    await writeFile(join(work, "v2.txt"), "second!");
+    await engramCli(["put", "v1.txt", "cli-versions/notes.txt"], work);
+    await engramCli(["put", "v2.txt", "cli-versions/notes.txt"], work);
+
+    const versions = await engramInProcess(["ls", "--versions", "cli-versions"]);
+    const lines = versions.stdout.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^\s*7 .* live\s+notes\.txt$/);
+    expect(lines[1]).toMatch(/^\s*5 .* noncurrent\s+notes\.txt$/);
+    const firstGeneration = lines[1]!.trim().split(/\s+/)[2]!;
+
+    const restored = await engramInProcess(["restore", "cli-versions/notes.txt", firstGeneration]);
+    expect(restored.stdout).toContain(`generation ${firstGeneration} as generation`);
+    expect((await engramInProcess(["get", "cli-versions/notes.txt", "-"])).stdout).toBe("first");
+
+    const removed = await engramInProcess(["rm", "cli-versions/notes.txt"]);
+    expect(removed.stdout).toContain("delete marker generation");
+    const busy = await engramInProcess(["rb", "cli-versions"]);
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toContain("FailedPrecondition");
+
+    const all = (await engramInProcess(["ls", "--versions", "cli-versions"])).stdout.trim().split("\n");
+    for (const line of all) {
+      const generation = line.trim().split(/\s+/)[2]!;
+      expect((await engramInProcess(["rm", "cli-versions/notes.txt", "--generation", generation])).code).toBe(0);
+    }
+    expect((await engramInProcess(["versioning", "cli-versions", "suspended"])).stdout).toBe("versioning of cli-versions is suspended\n");
+    expect((await engramInProcess(["versioning", "cli-versions", "off"])).code).toBe(2);
+    expect((await engramInProcess(["rb", "cli-versions"])).stdout).toBe("deleted bucket cli-versions\n");
+  });
 });

@@ -234,7 +234,8 @@ describe.each(BACKENDS)("MetadataStore on $name", (backend) => {
     expect((await store().getObject(bucket, "object"))?.generation).toBe(committed.generation);
 
     const deleted = await store().deleteObject(bucket, "object", committed.generation);
-    expect(deleted.versionId).toBe(committed.versionId);
+    expect(deleted.deleted.versionId).toBe(committed.versionId);
+    expect(deleted.deleteMarker).toBeUndefined();
     expect(await store().getObject(bucket, "object")).toBeUndefined();
     expect(await queuedVersionIds(bucket)).toEqual([committed.versionId]);
 
@@ -314,17 +315,17 @@ describe.each(BACKENDS)("MetadataStore on $name", (backend) => {
 
   test("getBucketStats counts live objects", async () => {
     const bucket = await freshBucket();
-    expect(await store().getBucketStats(bucket)).toEqual({ objectCount: 0, totalBytes: 0 });
+    expect(await store().getBucketStats(bucket)).toEqual({ objectCount: 0, totalBytes: 0, versionCount: 0, versionBytes: 0 });
 
     await commit(bucket, "one", undefined, { size: 10 });
     await commit(bucket, "two", undefined, { size: 32 });
-    expect(await store().getBucketStats(bucket)).toEqual({ objectCount: 2, totalBytes: 42 });
+    expect(await store().getBucketStats(bucket)).toEqual({ objectCount: 2, totalBytes: 42, versionCount: 2, versionBytes: 42 });
 
     await commit(bucket, "two", undefined, { size: 100 });
-    expect(await store().getBucketStats(bucket)).toEqual({ objectCount: 2, totalBytes: 110 });
+    expect(await store().getBucketStats(bucket)).toEqual({ objectCount: 2, totalBytes: 110, versionCount: 2, versionBytes: 110 });
 
     await store().deleteObject(bucket, "one", undefined);
-    expect(await store().getBucketStats(bucket)).toEqual({ objectCount: 1, totalBytes: 100 });
+    expect(await store().getBucketStats(bucket)).toEqual({ objectCount: 1, totalBytes: 100, versionCount: 1, versionBytes: 100 });
   });
 
   test("blob deletions list and remove", async () => {
@@ -387,7 +388,7 @@ describe.each(BACKENDS)("MetadataStore on $name", (backend) => {
         expect(read?.versionId).toBe(object.versionId);
       }
       expect(await fresh.store.reserveGeneration()).toBeGreaterThan(1_000_123);
-      expect(await fresh.store.getBucketStats("restored")).toEqual({ objectCount: 3, totalBytes: 30 });
+      expect(await fresh.store.getBucketStats("restored")).toEqual({ objectCount: 3, totalBytes: 30, versionCount: 3, versionBytes: 30 });
     } finally {
       await fresh.destroy();
     }
@@ -416,6 +417,6 @@ describe.each(BACKENDS)("MetadataStore on $name", (backend) => {
       expect(live?.generation).toBe(higher!.generation);
       expect(queued.has(lower!.versionId)).toBe(true);
     }
-    expect(await store().getBucketStats(bucket)).toEqual({ objectCount: keys.length, totalBytes: keys.length * 10 });
+    expect(await store().getBucketStats(bucket)).toEqual({ objectCount: keys.length, totalBytes: keys.length * 10, versionCount: keys.length, versionBytes: keys.length * 10 });
   });
 });

@@ -252,6 +252,7 @@ describe("server reflection", () => {
       "engram/v1/storage_service.proto",
       "engram/v1/object.proto",
       "google/protobuf/timestamp.proto",
+      "google/protobuf/field_mask.proto",
     ]);
   });
 

@@ -1,7 +1,17 @@
 import type { HandlerContext } from "@connectrpc/connect";
 
 /** Operation a call performs, for authorization. */
-export type Action = "object.read" | "object.write" | "object.delete" | "object.list" | "bucket.read" | "service.read";
+export type Action =
+  | "object.read"
+  | "object.write"
+  | "object.delete"
+  | "object.list"
+  | "object.restore"
+  | "bucket.read"
+  | "bucket.create"
+  | "bucket.update"
+  | "bucket.delete"
+  | "service.read";
 
 /**
  * Decides whether a call may do an action on a bucket (and key). Every

@@ -66,7 +66,8 @@ export function sha256FromProto(checksums: ObjectChecksums | undefined): string 
   return Buffer.from(digest).toString("hex");
 }
 
-export function checksumsToProto(object: ObjectRecord): ObjectChecksums {
+export function checksumsToProto(object: ObjectRecord): ObjectChecksums | undefined {
+  if (object.deleteMarker) return undefined;
   return create(ObjectChecksumsSchema, { sha256: Buffer.from(object.sha256, "hex"), crc32c: object.crc32c });
 }
 
@@ -85,5 +86,8 @@ export function objectToProto(object: ObjectRecord): ObjectMessage {
     createTime: timestampFromDate(object.createdAt),
     ...(object.lastReadAt ? { lastReadTime: timestampFromDate(object.lastReadAt) } : {}),
     readCount: BigInt(object.readCount),
+    deleteMarker: object.deleteMarker,
+    noncurrent: !object.live,
+    ...(object.noncurrentAt ? { noncurrentTime: timestampFromDate(object.noncurrentAt) } : {}),
   });
 }

@@ -1,5 +1,4 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 
 import { ContentRangeSchema } from "../../gen/engram/v1/object_pb.js";
@@ -12,7 +11,10 @@ import type { Limits } from "../service/limits.js";
 import type { MultipartService } from "../service/multipart.js";
 import type { ResumableService } from "../service/resumable.js";
 import type { UploadChunk, UploadService } from "../service/upload.js";
+import type { BucketService } from "../service/bucket-service.js";
+import type { RestoreService } from "../service/restore.js";
 import type { Authorizer } from "./authorize.js";
+import { createBucketHandler } from "./bucket-handler.js";
 import { callFactsOf } from "./call-log.js";
 import { createMultipartHandler } from "./multipart-handler.js";
 import { createResumableHandler, resumeUpload } from "./resumable-handler.js";
@@ -26,6 +28,8 @@ export interface StorageHandlerDeps {
   readonly limits: Limits;
   readonly multipart: MultipartService;
   readonly resumable: ResumableService;
+  readonly buckets: BucketService;
+  readonly restores: RestoreService;
 }
 
 /**
@@ -34,7 +38,16 @@ export interface StorageHandlerDeps {
  * interceptor.
  */
 export function registerStorageService(router: ConnectRouter, deps: StorageHandlerDeps): void {
-  router.service(StorageService, createStorageHandler(deps));
+  const handler = createStorageHandler(deps);
+  router.service(StorageService, handler);
+  // Bucket messages in JSON (Connect protocol, curl) list every field, so
+  // lifecycleRules is [] rather than absent when a bucket has none. The
+  // connect-node 2.1 adapter keeps the last handler registered for a path.
+  const emitDefaults = { jsonOptions: { alwaysEmitImplicit: true } };
+  router.rpc(StorageService.method.listBuckets, handler.listBuckets, emitDefaults);
+  router.rpc(StorageService.method.getBucket, handler.getBucket, emitDefaults);
+  router.rpc(StorageService.method.createBucket, handler.createBucket, emitDefaults);
+  router.rpc(StorageService.method.updateBucket, handler.updateBucket, emitDefaults);
 }
 
 function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof StorageService> {
@@ -42,6 +55,7 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
   return {
     ...createMultipartHandler(multipart, authorizer),
     ...createResumableHandler(resumable, authorizer),
+    ...createBucketHandler(deps.buckets, deps.restores, authorizer),
 
     async upload(requests, ctx) {
       const iterator = requests[Symbol.asyncIterator]();
@@ -117,28 +131,8 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
       callFactsOf(ctx.values).bucket = request.bucket;
       await authorizer.authorize(ctx, "object.delete", request.bucket, request.key);
       const ifGenerationMatch = request.ifGenerationMatch === undefined ? undefined : numberFromInt64(request.ifGenerationMatch, "if_generation_match");
-      await catalog.deleteObject(request.bucket, request.key, ifGenerationMatch);
-      return {};
-    },
-
-    async listBuckets(_request, ctx) {
-      await authorizer.authorize(ctx, "bucket.read");
-      const buckets = await catalog.listBuckets();
-      return { buckets: buckets.map((bucket) => ({ name: bucket.name, createTime: timestampFromDate(bucket.createdAt) })) };
-    },
-
-    async getBucket(request, ctx) {
-      callFactsOf(ctx.values).bucket = request.name;
-      await authorizer.authorize(ctx, "bucket.read", request.name);
-      const bucket = await catalog.getBucket(request.name);
-      return {
-        bucket: {
-          name: bucket.name,
-          createTime: timestampFromDate(bucket.createdAt),
-          objectCount: BigInt(bucket.objectCount),
-          totalBytes: BigInt(bucket.totalBytes),
-        },
-      };
+      const result = await catalog.deleteObject(request.bucket, request.key, ifGenerationMatch, numberFromInt64(request.generation, "generation"));
+      return { deleteMarkerGeneration: BigInt(result.deleteMarker?.generation ?? 0) };
     },
 
     async getCapabilities(_request, ctx: HandlerContext) {

@@ -63,7 +63,7 @@ export interface BlobReadRange {
 }
 
 /**
- * Port for the byte store. Adapters: filesystem (embedded default).
+ * Port for the byte store. Adapters: filesystem (embedded default) and S3.
  * Adapters translate their own errors into StorageError and keep the
  * original as `cause`.
  */
@@ -79,6 +79,17 @@ export interface BlobStore {
   scan(bucket: string): AsyncIterable<StoredBlob>;
   /** Removes a blob; a missing blob is not an error. */
   delete(ref: BlobRef): Promise<void>;
+  /**
+   * Writes a new blob with the content of `source` and the given headers,
+   * inside the store, without sending the bytes through Engram. The target
+   * must not exist yet.
+   */
+  copy(source: BlobRef, target: BlobRef, headers: BlobHeaders): Promise<void>;
+  /**
+   * Removes every blob of a bucket, finished or not, and the bucket's
+   * container where the store creates containers itself.
+   */
+  removeBucket(bucket: string): Promise<void>;
   /**
    * Returns a URL that clients use to GET a blob from the store directly,
    * signed without a network call. Stores that cannot serve clients

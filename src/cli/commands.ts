@@ -10,7 +10,7 @@ import { toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { ObjectSchema, type Object$ as ObjectMessage } from "../../gen/engram/v1/object_pb.js";
 import type { UploadRequestSchema } from "../../gen/engram/v1/storage_service_pb.js";
 import { crc32cOf } from "../service/checksum.js";
-import { createStorageClient, parseObjectPath } from "./client.js";
+import { UsageError, createStorageClient, parseObjectPath } from "./client.js";
 
 /** Upload chunk size; the server accepts up to 4 MiB by default. */
 const UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -116,10 +116,20 @@ export async function stat(url: string, path: string, print: Print): Promise<voi
   print(JSON.stringify(objectToJson(object!), null, 2));
 }
 
-export async function remove(url: string, path: string, print: Print): Promise<void> {
+/** Deletes the live version, or with a generation removes that version or delete marker for good. */
+export async function remove(url: string, path: string, generation: string | undefined, print: Print): Promise<void> {
   const { bucket, key } = parseObjectPath(path, { keyRequired: true });
-  await createStorageClient(url).deleteObject({ bucket, key });
-  print(`deleted ${bucket}/${key}`);
+  if (generation !== undefined && !/^[1-9][0-9]*$/.test(generation)) {
+    throw new UsageError(`--generation ${JSON.stringify(generation)} is invalid: give a generation as ls --versions prints it`);
+  }
+  const { deleteMarkerGeneration } = await createStorageClient(url).deleteObject({ bucket, key, generation: BigInt(generation ?? 0) });
+  if (generation !== undefined) {
+    print(`deleted ${bucket}/${key} generation ${generation}`);
+  } else if (deleteMarkerGeneration > 0n) {
+    print(`deleted ${bucket}/${key}: delete marker generation ${deleteMarkerGeneration}`);
+  } else {
+    print(`deleted ${bucket}/${key}`);
+  }
 }
 
 export async function buckets(url: string, print: Print): Promise<void> {

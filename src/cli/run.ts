@@ -14,6 +14,7 @@ import { rebuildIndex } from "../service/rebuild-index.js";
 import { createLogger } from "../log.js";
 import { redactConfig } from "../secrets/redact.js";
 import { DEFAULT_URL, UsageError } from "./client.js";
+import * as bucketCommands from "./bucket-commands.js";
 import * as commands from "./commands.js";
 
 const USAGE = `Usage: engram COMMAND [options]
@@ -23,10 +24,16 @@ Commands:
   put FILE BUCKET/KEY        upload a file [--content-type TYPE]
   get BUCKET/KEY [FILE]      download an object to FILE (default: the key's
                              last segment; "-" writes to stdout)
-  ls BUCKET[/PREFIX]         list objects and prefixes [--recursive]
+  ls BUCKET[/PREFIX]         list objects and prefixes [--recursive]; with
+                             --versions every version and delete marker
   stat BUCKET/KEY            print an object's metadata as JSON
-  rm BUCKET/KEY              delete an object
+  rm BUCKET/KEY              delete an object; --generation N removes that
+                             version or delete marker for good
+  restore BUCKET/KEY GEN     make a copy of generation GEN the live version
   buckets                    list buckets
+  mb BUCKET                  create a bucket [--versioning]
+  rb BUCKET                  delete an empty bucket
+  versioning BUCKET STATE    set versioning to enabled or suspended
   health                     exit 0 if the server reports SERVING
   admin rebuild-index        restore the metadata of every stored object from
                              the blob store into an empty metadata database
@@ -78,6 +85,9 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
       url: { type: "string" },
       "content-type": { type: "string" },
       recursive: { type: "boolean", short: "r" },
+      versions: { type: "boolean" },
+      versioning: { type: "boolean" },
+      generation: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -102,13 +112,29 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
       await commands.get(url, need(args, 0, "BUCKET/KEY"), args[1], print, io.stdout);
       return 0;
     case "ls":
+      if (values.versions) {
+        await bucketCommands.listVersions(url, need(args, 0, "BUCKET[/PREFIX]"), print);
+        return 0;
+      }
       await commands.list(url, need(args, 0, "BUCKET[/PREFIX]"), print, values.recursive ?? false);
       return 0;
     case "stat":
       await commands.stat(url, need(args, 0, "BUCKET/KEY"), print);
       return 0;
     case "rm":
-      await commands.remove(url, need(args, 0, "BUCKET/KEY"), print);
+      await commands.remove(url, need(args, 0, "BUCKET/KEY"), values.generation, print);
+      return 0;
+    case "restore":
+      await bucketCommands.restore(url, need(args, 0, "BUCKET/KEY"), need(args, 1, "GENERATION"), print);
+      return 0;
+    case "mb":
+      await bucketCommands.makeBucket(url, need(args, 0, "BUCKET"), values.versioning ?? false, print);
+      return 0;
+    case "rb":
+      await bucketCommands.removeBucket(url, need(args, 0, "BUCKET"), print);
+      return 0;
+    case "versioning":
+      await bucketCommands.setVersioning(url, need(args, 0, "BUCKET"), need(args, 1, "STATE"), print);
       return 0;
     case "buckets":
       await commands.buckets(url, print);

@@ -2,14 +2,58 @@
 export const STORAGE_CLASSES = ["STANDARD", "REDUCED_REDUNDANCY", "GLACIER", "DEEP_ARCHIVE"] as const;
 export type StorageClassName = (typeof STORAGE_CLASSES)[number];
 
-export interface BucketRecord {
-  readonly name: string;
-  readonly createdAt: Date;
+export const BUCKET_STATUSES = ["active", "suspended", "archived"] as const;
+/** Bucket status: active takes reads and writes, suspended and archived take reads only. */
+export type BucketStatus = (typeof BUCKET_STATUSES)[number];
+
+export const VERSIONING_STATES = ["unversioned", "enabled", "suspended"] as const;
+export type VersioningState = (typeof VERSIONING_STATES)[number];
+
+/** Maximum number of lifecycle rules per bucket. */
+export const MAX_LIFECYCLE_RULES = 100;
+
+/** A lifecycle rule; durations are whole days of 24 hours. */
+export interface LifecycleRule {
+  readonly id: string;
+  readonly enabled: boolean;
+  readonly prefix: string;
+  /** Tags a version must all have for the rule to apply to it. */
+  readonly tags: Readonly<Record<string, string>>;
+  readonly expirationDays?: number | undefined;
+  readonly noncurrentExpirationDays?: number | undefined;
+  readonly noncurrentNewerVersions?: number | undefined;
+  readonly abortIncompleteUploadDays?: number | undefined;
+  readonly transition?: { readonly days: number; readonly storageClass: StorageClassName } | undefined;
 }
 
+/** The settings of a bucket that UpdateBucket changes. */
+export interface BucketSettings {
+  readonly status: BucketStatus;
+  readonly versioning: VersioningState;
+  readonly lifecycleRules: readonly LifecycleRule[];
+}
+
+/**
+ * Usage counters of a bucket, kept current by every transaction that adds
+ * or removes a version. Delete markers count in none of them.
+ */
 export interface BucketStats {
+  /** Live objects. */
   readonly objectCount: number;
+  /** Sum of the sizes of live objects. */
   readonly totalBytes: number;
+  /** Stored versions, live and noncurrent. */
+  readonly versionCount: number;
+  /** Sum of the sizes of all stored versions. */
+  readonly versionBytes: number;
+}
+
+export interface BucketRecord extends BucketSettings, BucketStats {
+  readonly name: string;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  /** Starts at 1 and increases with every settings change. */
+  readonly metageneration: number;
 }
 
 /** One committed object version. */
@@ -32,13 +76,19 @@ export interface ObjectRecord {
   readonly createdAt: Date;
   readonly lastReadAt: Date | null;
   readonly readCount: number;
+  /** True for a delete marker, which has no blob: its version id is empty. */
+  readonly deleteMarker: boolean;
+  /** True for the current version of its key, the one reads see. */
+  readonly live: boolean;
+  /** When an overwrite or delete made the version noncurrent. */
+  readonly noncurrentAt: Date | null;
 }
 
 /**
  * An object version to commit. Its generation was reserved when the upload
  * started, so the blob's own headers can record it; the store sets the time.
  */
-export type NewObject = Omit<ObjectRecord, "createdAt" | "lastReadAt" | "readCount">;
+export type NewObject = Omit<ObjectRecord, "createdAt" | "lastReadAt" | "readCount" | "deleteMarker" | "live" | "noncurrentAt">;
 
 /** A blob no object refers to any more, waiting to be deleted. */
 export interface BlobDeletion {
@@ -55,7 +105,37 @@ export interface ListObjectsQuery {
   /** Exclusive upper bound on the key, if any. */
   readonly endBefore: string | undefined;
   readonly limit: number;
+  /** Returns every version and delete marker, newest generation first within a key. */
+  readonly versions?: boolean;
+  /** With versions: only generations below this one for the key `startAt`. */
+  readonly startBeforeGeneration?: number | undefined;
 }
+
+/** Outcome of DeleteObject. */
+export interface DeleteResult {
+  /** The version that was removed or became noncurrent. */
+  readonly deleted: ObjectRecord;
+  /** The delete marker added in a versioned bucket. */
+  readonly deleteMarker: ObjectRecord | undefined;
+}
+
+/** One bounded step of a lifecycle rule, run in one transaction. */
+export type LifecycleBatch = {
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly tags: Readonly<Record<string, string>>;
+  readonly limit: number;
+  /**
+   * Called before each item is applied, inside the transaction; a throw
+   * rolls the whole batch back. Tests use it to interrupt a batch.
+   */
+  readonly beforeItem?: () => void;
+} & (
+  | { readonly action: "expire_current"; readonly createdBefore: Date }
+  | { readonly action: "expire_noncurrent"; readonly noncurrentBefore: Date | undefined; readonly keepNewest: number | undefined }
+  | { readonly action: "abort_uploads"; readonly createdBefore: Date }
+  | { readonly action: "transition"; readonly createdBefore: Date; readonly storageClass: StorageClassName }
+);
 
 export interface ObjectRead {
   readonly bucket: string;
@@ -141,27 +221,57 @@ export interface PoolStats {
  */
 export interface MetadataStore {
   readonly kind: string;
-  /** Creates the buckets that do not exist yet. */
+  /** Creates the buckets that do not exist yet, with default settings. */
   ensureBuckets(names: readonly string[]): Promise<void>;
   listBuckets(): Promise<BucketRecord[]>;
   getBucket(name: string): Promise<BucketRecord | undefined>;
+  /** Returns the usage counters of a bucket, zero for a missing one. */
   getBucketStats(name: string): Promise<BucketStats>;
-  /** Returns the live version, or the given generation when it is not 0. */
+  /** Creates a bucket; throws ALREADY_EXISTS when the name is taken. */
+  createBucket(name: string, settings: BucketSettings): Promise<BucketRecord>;
+  /**
+   * Changes the given settings and raises the metageneration, atomically
+   * checking `ifMetagenerationMatch`. Throws NOT_FOUND or FAILED_PRECONDITION.
+   */
+  updateBucket(name: string, changes: Partial<BucketSettings>, ifMetagenerationMatch: number | undefined): Promise<BucketRecord>;
+  /**
+   * Deletes a bucket with no versions, delete markers or unfinished
+   * uploads, and drops its queued blob deletions. Throws NOT_FOUND or
+   * FAILED_PRECONDITION.
+   */
+  deleteBucket(name: string, ifMetagenerationMatch: number | undefined): Promise<void>;
+  /**
+   * Returns the live version (never a delete marker), or the given
+   * generation when it is not 0, which may be a noncurrent version or a
+   * delete marker.
+   */
   getObject(bucket: string, key: string, generation?: number): Promise<ObjectRecord | undefined>;
-  /** Returns live objects in byte order of their keys. */
+  /** Returns live objects, or with `versions` every version, in byte order of their keys. */
   listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]>;
   /** Takes the next generation number; numbers are unique and increasing. */
   reserveGeneration(): Promise<number>;
   /**
-   * Makes a new version the live one, atomically checking
-   * `ifGenerationMatch` (0: no live version may exist). The version it
-   * replaces is removed and its blob queued for deletion. When a version
-   * with a higher generation is already live, that one started later and
-   * wins: the new version is dropped at once, as if it had been overwritten.
+   * Makes a new version the live one, atomically checking the bucket's
+   * status and `ifGenerationMatch` (0: no live version may exist). In a
+   * versioned bucket the version it replaces becomes noncurrent; otherwise
+   * the key's null version is removed and its blob queued for deletion.
+   * When a version with a higher generation is already live, that one
+   * started later and wins: the new version becomes noncurrent in a
+   * versioned bucket, and is dropped at once otherwise.
    */
   commitObject(object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord>;
-  /** Removes the live version and queues its blob for deletion. */
-  deleteObject(bucket: string, key: string, ifGenerationMatch: number | undefined): Promise<ObjectRecord>;
+  /**
+   * Deletes the live version under the rules of the bucket's versioning
+   * state, or, with a generation, removes that version or delete marker
+   * permanently. Removed blobs are queued for deletion.
+   */
+  deleteObject(bucket: string, key: string, ifGenerationMatch: number | undefined, generation?: number): Promise<DeleteResult>;
+  /**
+   * Applies one batch of a lifecycle rule in one transaction. One replica
+   * at a time does this: returns undefined when another one holds the
+   * lifecycle lock, else the number of versions or uploads changed.
+   */
+  applyLifecycleBatch(batch: LifecycleBatch): Promise<number | undefined>;
   /** Returns queued blob deletions older than the given time. */
   listBlobDeletions(olderThan: Date, limit: number): Promise<BlobDeletion[]>;
   /** Forgets blob deletions that were carried out. */

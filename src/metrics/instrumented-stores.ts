@@ -69,6 +69,14 @@ export class InstrumentedBlobStore implements BlobStore {
     return this.time("blob.delete", () => this.inner.delete(ref));
   }
 
+  copy(source: BlobRef, target: BlobRef, headers: BlobHeaders): Promise<void> {
+    return this.time("blob.copy", () => this.inner.copy(source, target, headers));
+  }
+
+  removeBucket(bucket: string): Promise<void> {
+    return this.time("blob.remove_bucket", () => this.inner.removeBucket(bucket));
+  }
+
   ping(): Promise<void> {
     return this.time("blob.ping", () => this.inner.ping());
   }

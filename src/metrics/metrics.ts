@@ -16,6 +16,8 @@ export interface Metrics {
   readonly storageOperationDuration: Histogram<"operation" | "backend">;
   readonly activeUploads: Gauge;
   readonly failedOperationsTotal: Counter<"operation" | "code">;
+  readonly lifecycleActionsTotal: Counter<"action" | "bucket">;
+  readonly lifecycleBatchesTotal: Counter<"action" | "result">;
 }
 
 /** Creates the registry with Engram's metrics and Node's default process metrics. */
@@ -39,6 +41,18 @@ export function createMetrics(poolStats?: () => PoolStats | undefined): Metrics 
     }),
     activeUploads: new Gauge({ name: "engram_active_uploads", help: "Upload calls in progress.", registers: [registry] }),
     failedOperationsTotal: new Counter({ name: "engram_failed_operations_total", help: "Calls that ended with an error, by RPC and gRPC code.", labelNames: ["operation", "code"], registers: [registry] }),
+    lifecycleActionsTotal: new Counter({
+      name: "engram_lifecycle_actions_total",
+      help: "Versions expired or transitioned and uploads aborted by lifecycle rules.",
+      labelNames: ["action", "bucket"],
+      registers: [registry],
+    }),
+    lifecycleBatchesTotal: new Counter({
+      name: "engram_lifecycle_batches_total",
+      help: "Lifecycle batches run, by action and result (ok or error).",
+      labelNames: ["action", "result"],
+      registers: [registry],
+    }),
   };
 
   if (poolStats) {

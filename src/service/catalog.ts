@@ -1,6 +1,6 @@
-import type { BucketRecord, BucketStats, MetadataStore, ObjectRecord } from "../metadata/metadata-store.js";
+import type { DeleteResult, MetadataStore, ObjectRecord } from "../metadata/metadata-store.js";
 import type { BlobSweeper } from "./blob-sweeper.js";
-import { requireBucket } from "./buckets.js";
+import { requireBucket, requireWritableBucket } from "./buckets.js";
 import { invalidArgument, notFound } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { validateKey } from "./names.js";
@@ -12,6 +12,8 @@ export interface ListObjectsRequestSpec {
   /** 0 means the maximum. */
   readonly pageSize: number;
   readonly pageToken: string;
+  /** Lists every version and delete marker instead of live objects. */
+  readonly versions?: boolean;
 }
 
 export interface ObjectPage {
@@ -25,11 +27,14 @@ export interface ObjectPage {
 interface PageCursor {
   /** Inclusive lower bound on the next key. */
   readonly startAt: string;
+  /** In a versions listing: the next generations of key `startAt` are below this one. */
+  readonly beforeGeneration: number | undefined;
   readonly prefix: string;
   readonly delimiter: string;
+  readonly versions: boolean;
 }
 
-/** Reads and deletes object metadata: stat, list, delete and buckets. */
+/** Reads and deletes object metadata: stat, list and delete. */
 export class CatalogService {
   constructor(
     private readonly metadata: MetadataStore,
@@ -37,16 +42,10 @@ export class CatalogService {
     private readonly limits: Limits,
   ) {}
 
-  async listBuckets(): Promise<BucketRecord[]> {
-    return this.metadata.listBuckets();
-  }
-
-  async getBucket(name: string): Promise<BucketRecord & BucketStats> {
-    const bucket = await requireBucket(this.metadata, name);
-    const stats = await this.metadata.getBucketStats(name);
-    return { ...bucket, ...stats };
-  }
-
+  /**
+   * Returns the live version, or a given generation. A delete marker's
+   * generation returns the marker itself, with `deleteMarker` set.
+   */
   async getObject(bucket: string, key: string, generation: number): Promise<ObjectRecord> {
     validateKey(key);
     await requireBucket(this.metadata, bucket);
@@ -58,23 +57,30 @@ export class CatalogService {
     return object;
   }
 
-  async deleteObject(bucket: string, key: string, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
+  /** Deletes the live version, or with a generation other than 0 removes that version permanently. */
+  async deleteObject(bucket: string, key: string, ifGenerationMatch: number | undefined, generation = 0): Promise<DeleteResult> {
     validateKey(key);
-    await requireBucket(this.metadata, bucket);
-    const deleted = await this.metadata.deleteObject(bucket, key, ifGenerationMatch);
-    return deleted;
+    if (!Number.isSafeInteger(generation) || generation < 0) {
+      throw invalidArgument(`generation ${generation} is invalid: give 0 for the live version or a positive generation`);
+    }
+    await requireWritableBucket(this.metadata, bucket);
+    return this.metadata.deleteObject(bucket, key, ifGenerationMatch, generation);
   }
 
   /**
    * Lists live objects in byte order of their keys. With a delimiter, keys
    * that contain it after the prefix are rolled up into one common prefix
    * each, and objects and prefixes together count toward the page size.
+   * With `versions`, every version and delete marker of a key is listed,
+   * newest generation first.
    */
   async listObjects(request: ListObjectsRequestSpec): Promise<ObjectPage> {
     await requireBucket(this.metadata, request.bucket);
     const pageSize = this.pageSizeOf(request.pageSize);
+    const versions = request.versions ?? false;
     const cursor = request.pageToken === "" ? undefined : decodePageToken(request.pageToken, request);
     const endBefore = request.prefix === "" ? undefined : successorOfPrefix(request.prefix);
+    let startBeforeGeneration = cursor?.beforeGeneration;
 
     const objects: ObjectRecord[] = [];
     const prefixes: string[] = [];
@@ -83,24 +89,36 @@ export class CatalogService {
     const batchSize = pageSize + 1;
 
     while (startAt !== undefined) {
-      const rows = await this.metadata.listObjects({ bucket: request.bucket, startAt, endBefore, limit: batchSize });
+      const rows = await this.metadata.listObjects({ bucket: request.bucket, startAt, endBefore, limit: batchSize, versions, startBeforeGeneration });
 
       for (const row of rows) {
         if (lastPrefix !== undefined && row.key.startsWith(lastPrefix)) continue;
         if (objects.length + prefixes.length === pageSize) {
-          const nextPageToken = encodePageToken({ startAt: row.key, prefix: request.prefix, delimiter: request.delimiter });
+          const nextPageToken = encodePageToken({
+            startAt: row.key,
+            beforeGeneration: versions ? row.generation + 1 : undefined,
+            prefix: request.prefix,
+            delimiter: request.delimiter,
+            versions,
+          });
           return { objects, prefixes, nextPageToken };
         }
 
         const commonPrefix = commonPrefixOf(row.key, request.prefix, request.delimiter);
         if (commonPrefix === undefined) {
           objects.push(row);
-          startAt = `${row.key}\u0000`;
+          if (versions) {
+            startAt = row.key;
+            startBeforeGeneration = row.generation;
+          } else {
+            startAt = `${row.key}\u0000`;
+          }
         } else {
           prefixes.push(commonPrefix);
           lastPrefix = commonPrefix;
           // The next query skips every other key under this prefix.
           startAt = successorOfPrefix(commonPrefix);
+          startBeforeGeneration = undefined;
         }
       }
 
@@ -150,22 +168,26 @@ export function successorOfPrefix(prefix: string): string | undefined {
 }
 
 function encodePageToken(cursor: PageCursor): string {
-  return Buffer.from(JSON.stringify({ s: cursor.startAt, p: cursor.prefix, d: cursor.delimiter }), "utf8").toString("base64url");
+  const fields = { s: cursor.startAt, p: cursor.prefix, d: cursor.delimiter, ...(cursor.versions ? { v: true, g: cursor.beforeGeneration } : {}) };
+  return Buffer.from(JSON.stringify(fields), "utf8").toString("base64url");
 }
 
 function decodePageToken(token: string, request: ListObjectsRequestSpec): PageCursor {
   let cursor: PageCursor;
   try {
-    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { s?: unknown; p?: unknown; d?: unknown };
+    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { s?: unknown; p?: unknown; d?: unknown; v?: unknown; g?: unknown };
     if (typeof parsed.s !== "string" || typeof parsed.p !== "string" || typeof parsed.d !== "string") {
       throw new Error("missing fields");
     }
-    cursor = { startAt: parsed.s, prefix: parsed.p, delimiter: parsed.d };
+    if (parsed.g !== undefined && typeof parsed.g !== "number") {
+      throw new Error("bad generation");
+    }
+    cursor = { startAt: parsed.s, beforeGeneration: parsed.g, prefix: parsed.p, delimiter: parsed.d, versions: parsed.v === true };
   } catch {
     throw invalidArgument(`page_token ${JSON.stringify(token)} is invalid: pass next_page_token from the previous response unchanged`);
   }
-  if (cursor.prefix !== request.prefix || cursor.delimiter !== request.delimiter) {
-    throw invalidArgument("page_token belongs to a listing with another prefix or delimiter: repeat the prefix and delimiter of the first request");
+  if (cursor.prefix !== request.prefix || cursor.delimiter !== request.delimiter || cursor.versions !== (request.versions ?? false)) {
+    throw invalidArgument("page_token belongs to a listing with another prefix, delimiter or versions flag: repeat those of the first request");
   }
   return cursor;
 }

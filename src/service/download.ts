@@ -53,6 +53,11 @@ export class DownloadService {
       const which = request.generation === 0 ? "" : ` generation ${request.generation}`;
       throw notFound(`object ${request.bucket}/${request.key}${which} not found: check the key with ListObjects`);
     }
+    if (object.deleteMarker) {
+      throw notFound(
+        `generation ${request.generation} of ${request.bucket}/${request.key} is a delete marker and has no content: download an older generation`,
+      );
+    }
 
     const { start, end } = resolveRange(object.size, request.readOffset, request.readLimit);
     const wholeObject = start === 0 && end === object.size;

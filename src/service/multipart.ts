@@ -26,7 +26,7 @@ import { randomUUID } from "node:crypto";
 import type { BlobRef, BlobStore } from "../blob/blob-store.js";
 import type { MetadataStore, ObjectRecord, PartRecord, UploadSessionRecord } from "../metadata/metadata-store.js";
 import { abortable } from "./abortable.js";
-import { requireBucket } from "./buckets.js";
+import { requireBucket, requireWritableBucket } from "./buckets.js";
 import { ObjectHasher, crc32cOf, etagOf } from "./checksum.js";
 import { StorageError, invalidArgument, notFound } from "./errors.js";
 import type { Limits } from "./limits.js";
@@ -88,7 +88,7 @@ export class MultipartService {
   async create(spec: UploadSpec, partSize: number | undefined, resumable = false): Promise<UploadSessionRecord> {
     validateUploadSpec(spec, this.limits);
     const chosenPartSize = this.partSizeOf(spec.size, partSize);
-    await requireBucket(this.metadata, spec.bucket);
+    await requireWritableBucket(this.metadata, spec.bucket);
     await checkPreconditionEarly(this.metadata, spec);
 
     const generation = await this.metadata.reserveGeneration();

@@ -7,7 +7,7 @@ import { ObjectHasher, crc32cOf, etagOf } from "./checksum.js";
 import { StorageError, invalidArgument } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { validateBucketName, validateKey } from "./names.js";
-import { requireBucket } from "./buckets.js";
+import { requireWritableBucket } from "./buckets.js";
 
 /** Properties of an object to create. */
 export interface UploadSpec {
@@ -61,7 +61,7 @@ export class UploadService {
 
   private async store(spec: UploadSpec, chunks: AsyncIterable<UploadChunk>, signal?: AbortSignal): Promise<ObjectRecord> {
     validateUploadSpec(spec, this.limits);
-    await requireBucket(this.metadata, spec.bucket);
+    await requireWritableBucket(this.metadata, spec.bucket);
     await checkPreconditionEarly(this.metadata, spec);
 
     const generation = await this.metadata.reserveGeneration();

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file engram/v1/object.proto.
  */
 export const file_engram_v1_object: GenFile = /*@__PURE__*/
-  fileDesc("ChZlbmdyYW0vdjEvb2JqZWN0LnByb3RvEgllbmdyYW0udjEiQQoPT2JqZWN0Q2hlY2tzdW1zEg4KBnNoYTI1NhgBIAEoDBITCgZjcmMzMmMYAiABKAdIAIgBAUIJCgdfY3JjMzJjIv8DCgZPYmplY3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgDEgwKBHNpemUYBCABKAMSFAoMY29udGVudF90eXBlGAUgASgJEi4KDXN0b3JhZ2VfY2xhc3MYBiABKA4yFy5lbmdyYW0udjEuU3RvcmFnZUNsYXNzEjEKCG1ldGFkYXRhGAcgAygLMh8uZW5ncmFtLnYxLk9iamVjdC5NZXRhZGF0YUVudHJ5EikKBHRhZ3MYCCADKAsyGy5lbmdyYW0udjEuT2JqZWN0LlRhZ3NFbnRyeRItCgljaGVja3N1bXMYCSABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEgwKBGV0YWcYCiABKAkSLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfcmVhZF90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZWFkX2NvdW50GA0gASgDGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARorCglUYWdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLBAwoKT2JqZWN0U3BlYxIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRI1CghtZXRhZGF0YRgEIAMoCzIjLmVuZ3JhbS52MS5PYmplY3RTcGVjLk1ldGFkYXRhRW50cnkSLQoEdGFncxgFIAMoCzIfLmVuZ3JhbS52MS5PYmplY3RTcGVjLlRhZ3NFbnRyeRIuCg1zdG9yYWdlX2NsYXNzGAYgASgOMhcuZW5ncmFtLnYxLlN0b3JhZ2VDbGFzcxIRCgRzaXplGAcgASgDSACIAQESNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAggASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIgChNpZl9nZW5lcmF0aW9uX21hdGNoGAkgASgDSAGIAQEaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgcKBV9zaXplQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIj4KC0NodW5rZWREYXRhEg8KB2NvbnRlbnQYASABKAwSEwoGY3JjMzJjGAIgASgHSACIAQFCCQoHX2NyYzMyYyJDCgxDb250ZW50UmFuZ2USDQoFc3RhcnQYASABKAMSCwoDZW5kGAIgASgDEhcKD2NvbXBsZXRlX2xlbmd0aBgDIAEoAyJyCgZCdWNrZXQSDAoEbmFtZRgBIAEoCRIvCgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMb2JqZWN0X2NvdW50GAMgASgDEhMKC3RvdGFsX2J5dGVzGAQgASgDKqoBCgxTdG9yYWdlQ2xhc3MSHQoZU1RPUkFHRV9DTEFTU19VTlNQRUNJRklFRBAAEhoKFlNUT1JBR0VfQ0xBU1NfU1RBTkRBUkQQARIkCiBTVE9SQUdFX0NMQVNTX1JFRFVDRURfUkVEVU5EQU5DWRACEhkKFVNUT1JBR0VfQ0xBU1NfR0xBQ0lFUhADEh4KGlNUT1JBR0VfQ0xBU1NfREVFUF9BUkNISVZFEARiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChZlbmdyYW0vdjEvb2JqZWN0LnByb3RvEgllbmdyYW0udjEiQQoPT2JqZWN0Q2hlY2tzdW1zEg4KBnNoYTI1NhgBIAEoDBITCgZjcmMzMmMYAiABKAdIAIgBAUIJCgdfY3JjMzJjIt8ECgZPYmplY3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgDEgwKBHNpemUYBCABKAMSFAoMY29udGVudF90eXBlGAUgASgJEi4KDXN0b3JhZ2VfY2xhc3MYBiABKA4yFy5lbmdyYW0udjEuU3RvcmFnZUNsYXNzEjEKCG1ldGFkYXRhGAcgAygLMh8uZW5ncmFtLnYxLk9iamVjdC5NZXRhZGF0YUVudHJ5EikKBHRhZ3MYCCADKAsyGy5lbmdyYW0udjEuT2JqZWN0LlRhZ3NFbnRyeRItCgljaGVja3N1bXMYCSABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEgwKBGV0YWcYCiABKAkSLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfcmVhZF90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZWFkX2NvdW50GA0gASgDEhUKDWRlbGV0ZV9tYXJrZXIYDiABKAgSEgoKbm9uY3VycmVudBgPIAEoCBIzCg9ub25jdXJyZW50X3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARorCglUYWdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLBAwoKT2JqZWN0U3BlYxIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRI1CghtZXRhZGF0YRgEIAMoCzIjLmVuZ3JhbS52MS5PYmplY3RTcGVjLk1ldGFkYXRhRW50cnkSLQoEdGFncxgFIAMoCzIfLmVuZ3JhbS52MS5PYmplY3RTcGVjLlRhZ3NFbnRyeRIuCg1zdG9yYWdlX2NsYXNzGAYgASgOMhcuZW5ncmFtLnYxLlN0b3JhZ2VDbGFzcxIRCgRzaXplGAcgASgDSACIAQESNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAggASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIgChNpZl9nZW5lcmF0aW9uX21hdGNoGAkgASgDSAGIAQEaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgcKBV9zaXplQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIj4KC0NodW5rZWREYXRhEg8KB2NvbnRlbnQYASABKAwSEwoGY3JjMzJjGAIgASgHSACIAQFCCQoHX2NyYzMyYyJDCgxDb250ZW50UmFuZ2USDQoFc3RhcnQYASABKAMSCwoDZW5kGAIgASgDEhcKD2NvbXBsZXRlX2xlbmd0aBgDIAEoAyJTChNMaWZlY3ljbGVUcmFuc2l0aW9uEgwKBGRheXMYASABKAUSLgoNc3RvcmFnZV9jbGFzcxgCIAEoDjIXLmVuZ3JhbS52MS5TdG9yYWdlQ2xhc3Mi2wMKDUxpZmVjeWNsZVJ1bGUSCgoCaWQYASABKAkSDwoHZW5hYmxlZBgCIAEoCBIOCgZwcmVmaXgYAyABKAkSMAoEdGFncxgEIAMoCzIiLmVuZ3JhbS52MS5MaWZlY3ljbGVSdWxlLlRhZ3NFbnRyeRIcCg9leHBpcmF0aW9uX2RheXMYBSABKAVIAIgBARInChpub25jdXJyZW50X2V4cGlyYXRpb25fZGF5cxgGIAEoBUgBiAEBEiYKGW5vbmN1cnJlbnRfbmV3ZXJfdmVyc2lvbnMYByABKAVIAogBARIpChxhYm9ydF9pbmNvbXBsZXRlX3VwbG9hZF9kYXlzGAggASgFSAOIAQESMgoKdHJhbnNpdGlvbhgJIAEoCzIeLmVuZ3JhbS52MS5MaWZlY3ljbGVUcmFuc2l0aW9uGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQhIKEF9leHBpcmF0aW9uX2RheXNCHQobX25vbmN1cnJlbnRfZXhwaXJhdGlvbl9kYXlzQhwKGl9ub25jdXJyZW50X25ld2VyX3ZlcnNpb25zQh8KHV9hYm9ydF9pbmNvbXBsZXRlX3VwbG9hZF9kYXlzIvUCCgZCdWNrZXQSDAoEbmFtZRgBIAEoCRIvCgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMb2JqZWN0X2NvdW50GAMgASgDEhMKC3RvdGFsX2J5dGVzGAQgASgDEicKBnN0YXR1cxgFIAEoDjIXLmVuZ3JhbS52MS5CdWNrZXRTdGF0dXMSLgoKdmVyc2lvbmluZxgGIAEoDjIaLmVuZ3JhbS52MS5WZXJzaW9uaW5nU3RhdGUSMQoPbGlmZWN5Y2xlX3J1bGVzGAcgAygLMhguZW5ncmFtLnYxLkxpZmVjeWNsZVJ1bGUSFgoObWV0YWdlbmVyYXRpb24YCCABKAMSLwoLdXBkYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXZlcnNpb25fY291bnQYCiABKAMSFQoNdmVyc2lvbl9ieXRlcxgLIAEoAyqqAQoMU3RvcmFnZUNsYXNzEh0KGVNUT1JBR0VfQ0xBU1NfVU5TUEVDSUZJRUQQABIaChZTVE9SQUdFX0NMQVNTX1NUQU5EQVJEEAESJAogU1RPUkFHRV9DTEFTU19SRURVQ0VEX1JFRFVOREFOQ1kQAhIZChVTVE9SQUdFX0NMQVNTX0dMQUNJRVIQAxIeChpTVE9SQUdFX0NMQVNTX0RFRVBfQVJDSElWRRAEKoABCgxCdWNrZXRTdGF0dXMSHQoZQlVDS0VUX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEJVQ0tFVF9TVEFUVVNfQUNUSVZFEAESGwoXQlVDS0VUX1NUQVRVU19TVVNQRU5ERUQQAhIaChZCVUNLRVRfU1RBVFVTX0FSQ0hJVkVEEAMqkwEKD1ZlcnNpb25pbmdTdGF0ZRIgChxWRVJTSU9OSU5HX1NUQVRFX1VOU1BFQ0lGSUVEEAASIAocVkVSU0lPTklOR19TVEFURV9VTlZFUlNJT05FRBABEhwKGFZFUlNJT05JTkdfU1RBVEVfRU5BQkxFRBACEh4KGlZFUlNJT05JTkdfU1RBVEVfU1VTUEVOREVEEANiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Whole-object checksums. The server computes both for every object.
@@ -126,6 +126,29 @@ export type Object$ = Message<"engram.v1.Object"> & {
    * @generated from field: int64 read_count = 13;
    */
   readCount: bigint;
+
+  /**
+   * True for a delete marker: a version without content that records a
+   * delete in a versioned bucket.
+   *
+   * @generated from field: bool delete_marker = 14;
+   */
+  deleteMarker: boolean;
+
+  /**
+   * True for a version that an overwrite or delete replaced; it stays until
+   * it is deleted by generation or by a lifecycle rule.
+   *
+   * @generated from field: bool noncurrent = 15;
+   */
+  noncurrent: boolean;
+
+  /**
+   * When the version became noncurrent.
+   *
+   * @generated from field: google.protobuf.Timestamp noncurrent_time = 16;
+   */
+  noncurrentTime?: Timestamp | undefined;
 };
 
 /**
@@ -261,6 +284,110 @@ export const ContentRangeSchema: GenMessage<ContentRange> = /*@__PURE__*/
   messageDesc(file_engram_v1_object, 4);
 
 /**
+ * Moves current versions to another storage class.
+ *
+ * @generated from message engram.v1.LifecycleTransition
+ */
+export type LifecycleTransition = Message<"engram.v1.LifecycleTransition"> & {
+  /**
+   * Days after creation.
+   *
+   * @generated from field: int32 days = 1;
+   */
+  days: number;
+
+  /**
+   * @generated from field: engram.v1.StorageClass storage_class = 2;
+   */
+  storageClass: StorageClass;
+};
+
+/**
+ * Describes the message engram.v1.LifecycleTransition.
+ * Use `create(LifecycleTransitionSchema)` to create a new message.
+ */
+export const LifecycleTransitionSchema: GenMessage<LifecycleTransition> = /*@__PURE__*/
+  messageDesc(file_engram_v1_object, 5);
+
+/**
+ * A rule the lifecycle worker applies to the objects and uploads of a
+ * bucket whose keys start with prefix. Set at least one action.
+ *
+ * @generated from message engram.v1.LifecycleRule
+ */
+export type LifecycleRule = Message<"engram.v1.LifecycleRule"> & {
+  /**
+   * 1 to 255 characters, unique in the bucket.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: bool enabled = 2;
+   */
+  enabled: boolean;
+
+  /**
+   * @generated from field: string prefix = 3;
+   */
+  prefix: string;
+
+  /**
+   * When set, only versions that have every one of these tags.
+   *
+   * @generated from field: map<string, string> tags = 4;
+   */
+  tags: { [key: string]: string };
+
+  /**
+   * Deletes current versions this many days after creation; in a versioned
+   * bucket, a delete marker takes their place.
+   *
+   * @generated from field: optional int32 expiration_days = 5;
+   */
+  expirationDays?: number | undefined;
+
+  /**
+   * Removes noncurrent versions this many days after they became
+   * noncurrent. With this or noncurrent_newer_versions set, a delete marker
+   * that is the last version of its key is removed as well, unless the
+   * rule has tags.
+   *
+   * @generated from field: optional int32 noncurrent_expiration_days = 6;
+   */
+  noncurrentExpirationDays?: number | undefined;
+
+  /**
+   * Keeps only this many of the newest noncurrent versions of each key.
+   * With noncurrent_expiration_days, an older one goes only once both hold.
+   *
+   * @generated from field: optional int32 noncurrent_newer_versions = 7;
+   */
+  noncurrentNewerVersions?: number | undefined;
+
+  /**
+   * Aborts multipart and resumable uploads this many days after they
+   * started. Cannot be combined with tags.
+   *
+   * @generated from field: optional int32 abort_incomplete_upload_days = 8;
+   */
+  abortIncompleteUploadDays?: number | undefined;
+
+  /**
+   * @generated from field: engram.v1.LifecycleTransition transition = 9;
+   */
+  transition?: LifecycleTransition | undefined;
+};
+
+/**
+ * Describes the message engram.v1.LifecycleRule.
+ * Use `create(LifecycleRuleSchema)` to create a new message.
+ */
+export const LifecycleRuleSchema: GenMessage<LifecycleRule> = /*@__PURE__*/
+  messageDesc(file_engram_v1_object, 6);
+
+/**
  * @generated from message engram.v1.Bucket
  */
 export type Bucket = Message<"engram.v1.Bucket"> & {
@@ -275,18 +402,63 @@ export type Bucket = Message<"engram.v1.Bucket"> & {
   createTime?: Timestamp | undefined;
 
   /**
-   * Number of live objects. Filled in by GetBucket only.
+   * Number of live objects, delete markers excluded.
    *
    * @generated from field: int64 object_count = 3;
    */
   objectCount: bigint;
 
   /**
-   * Sum of the sizes of live objects. Filled in by GetBucket only.
+   * Sum of the sizes of live objects.
    *
    * @generated from field: int64 total_bytes = 4;
    */
   totalBytes: bigint;
+
+  /**
+   * @generated from field: engram.v1.BucketStatus status = 5;
+   */
+  status: BucketStatus;
+
+  /**
+   * Always set: UNVERSIONED until versioning is enabled.
+   *
+   * @generated from field: engram.v1.VersioningState versioning = 6;
+   */
+  versioning: VersioningState;
+
+  /**
+   * At most 100.
+   *
+   * @generated from field: repeated engram.v1.LifecycleRule lifecycle_rules = 7;
+   */
+  lifecycleRules: LifecycleRule[];
+
+  /**
+   * Increases with every change of the bucket's settings.
+   *
+   * @generated from field: int64 metageneration = 8;
+   */
+  metageneration: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 9;
+   */
+  updateTime?: Timestamp | undefined;
+
+  /**
+   * Number of stored versions, live and noncurrent, delete markers excluded.
+   *
+   * @generated from field: int64 version_count = 10;
+   */
+  versionCount: bigint;
+
+  /**
+   * Sum of the sizes of all stored versions: what the bucket occupies.
+   *
+   * @generated from field: int64 version_bytes = 11;
+   */
+  versionBytes: bigint;
 };
 
 /**
@@ -294,7 +466,7 @@ export type Bucket = Message<"engram.v1.Bucket"> & {
  * Use `create(BucketSchema)` to create a new message.
  */
 export const BucketSchema: GenMessage<Bucket> = /*@__PURE__*/
-  messageDesc(file_engram_v1_object, 5);
+  messageDesc(file_engram_v1_object, 7);
 
 /**
  * Storage class of an object, as in S3. Engram records it for lifecycle
@@ -334,4 +506,87 @@ export enum StorageClass {
  */
 export const StorageClassSchema: GenEnum<StorageClass> = /*@__PURE__*/
   enumDesc(file_engram_v1_object, 0);
+
+/**
+ * What a bucket allows.
+ *
+ * @generated from enum engram.v1.BucketStatus
+ */
+export enum BucketStatus {
+  /**
+   * @generated from enum value: BUCKET_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Reads and writes.
+   *
+   * @generated from enum value: BUCKET_STATUS_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * Reads only, for a while: writes and deletes fail with
+   * FAILED_PRECONDITION, and lifecycle rules pause.
+   *
+   * @generated from enum value: BUCKET_STATUS_SUSPENDED = 2;
+   */
+  SUSPENDED = 2,
+
+  /**
+   * Reads only, for good: writes and deletes fail with FAILED_PRECONDITION,
+   * while lifecycle rules keep running.
+   *
+   * @generated from enum value: BUCKET_STATUS_ARCHIVED = 3;
+   */
+  ARCHIVED = 3,
+}
+
+/**
+ * Describes the enum engram.v1.BucketStatus.
+ */
+export const BucketStatusSchema: GenEnum<BucketStatus> = /*@__PURE__*/
+  enumDesc(file_engram_v1_object, 1);
+
+/**
+ * Whether a bucket keeps older versions, as in S3.
+ *
+ * @generated from enum engram.v1.VersioningState
+ */
+export enum VersioningState {
+  /**
+   * @generated from enum value: VERSIONING_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * An overwrite or delete removes the previous version.
+   *
+   * @generated from enum value: VERSIONING_STATE_UNVERSIONED = 1;
+   */
+  UNVERSIONED = 1,
+
+  /**
+   * An overwrite keeps the previous version as noncurrent, and a delete adds
+   * a delete marker.
+   *
+   * @generated from enum value: VERSIONING_STATE_ENABLED = 2;
+   */
+  ENABLED = 2,
+
+  /**
+   * New writes replace the key's null version (the one written while
+   * versioning was off or suspended); versions written while it was enabled
+   * stay.
+   *
+   * @generated from enum value: VERSIONING_STATE_SUSPENDED = 3;
+   */
+  SUSPENDED = 3,
+}
+
+/**
+ * Describes the enum engram.v1.VersioningState.
+ */
+export const VersioningStateSchema: GenEnum<VersioningState> = /*@__PURE__*/
+  enumDesc(file_engram_v1_object, 2);
 

@@ -6,15 +6,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Bucket, ChunkedData, ContentRange, Object$, ObjectChecksums, ObjectSpec } from "./object_pb.js";
 import { file_engram_v1_object } from "./object_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file engram/v1/storage_service.proto.
  */
 export const file_engram_v1_storage_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9lbmdyYW0vdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEimQEKDVVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCBIRCgl1cGxvYWRfaWQYBSABKAkiSwoOVXBsb2FkUmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdBIWCg5wZXJzaXN0ZWRfc2l6ZRgCIAEoAyJrCg9Eb3dubG9hZFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgDEhMKC3JlYWRfb2Zmc2V0GAQgASgDEhIKCnJlYWRfbGltaXQYBSABKAMiwwEKEERvd25sb2FkUmVzcG9uc2USIwoIbWV0YWRhdGEYASABKAsyES5lbmdyYW0udjEuT2JqZWN0Ei4KDWNvbnRlbnRfcmFuZ2UYAiABKAsyFy5lbmdyYW0udjEuQ29udGVudFJhbmdlEjQKEG9iamVjdF9jaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEiQKBGRhdGEYBCABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGEiQwoQR2V0T2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMiNgoRR2V0T2JqZWN0UmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdCJuChJMaXN0T2JqZWN0c1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEg4KBnByZWZpeBgCIAEoCRIRCglkZWxpbWl0ZXIYAyABKAkSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiZAoTTGlzdE9iamVjdHNSZXNwb25zZRIiCgdvYmplY3RzGAEgAygLMhEuZW5ncmFtLnYxLk9iamVjdBIQCghwcmVmaXhlcxgCIAMoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAkibAoTRGVsZXRlT2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEiAKE2lmX2dlbmVyYXRpb25fbWF0Y2gYAyABKANIAIgBAUIWChRfaWZfZ2VuZXJhdGlvbl9tYXRjaCIWChREZWxldGVPYmplY3RSZXNwb25zZSIUChJMaXN0QnVja2V0c1JlcXVlc3QiOQoTTGlzdEJ1Y2tldHNSZXNwb25zZRIiCgdidWNrZXRzGAEgAygLMhEuZW5ncmFtLnYxLkJ1Y2tldCIgChBHZXRCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiNgoRR2V0QnVja2V0UmVzcG9uc2USIQoGYnVja2V0GAEgASgLMhEuZW5ncmFtLnYxLkJ1Y2tldCIYChZHZXRDYXBhYmlsaXRpZXNSZXF1ZXN0IsMBChdHZXRDYXBhYmlsaXRpZXNSZXNwb25zZRIZChFtYXhfbWVzc2FnZV9ieXRlcxgBIAEoAxIeChZtYXhfdXBsb2FkX2NodW5rX2J5dGVzGAIgASgDEiAKGG1heF9kb3dubG9hZF9jaHVua19ieXRlcxgDIAEoAxIYChBtYXhfb2JqZWN0X2J5dGVzGAQgASgDEhoKEm1heF9saXN0X3BhZ2Vfc2l6ZRgFIAEoBRIVCg1tYXhfa2V5X2J5dGVzGAYgASgFImkKHENyZWF0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhYKCXBhcnRfc2l6ZRgCIAEoA0gAiAEBQgwKCl9wYXJ0X3NpemUijgEKHUNyZWF0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIRCglwYXJ0X3NpemUYAiABKAMSFgoObWF4X3BhcnRfY291bnQYAyABKAUSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuEBChFVcGxvYWRQYXJ0UmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSEwoLcGFydF9udW1iZXIYAiABKAUSEQoEc2l6ZRgDIAEoA0gAiAEBEjYKEmV4cGVjdGVkX2NoZWNrc3VtcxgEIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMSFAoMd3JpdGVfb2Zmc2V0GAUgASgDEiQKBGRhdGEYBiABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGESFAoMZmluaXNoX3dyaXRlGAcgASgIQgcKBV9zaXplIokBCgRQYXJ0EhMKC3BhcnRfbnVtYmVyGAEgASgFEgwKBHNpemUYAiABKAMSLQoJY2hlY2tzdW1zGAMgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAoSVXBsb2FkUGFydFJlc3BvbnNlEh0KBHBhcnQYASABKAsyDy5lbmdyYW0udjEuUGFydBIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJQoQTGlzdFBhcnRzUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiZAoRTGlzdFBhcnRzUmVzcG9uc2USHgoFcGFydHMYASADKAsyDy5lbmdyYW0udjEuUGFydBIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAobTGlzdE11bHRpcGFydFVwbG9hZHNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiowEKD011bHRpcGFydFVwbG9hZBIRCgl1cGxvYWRfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEgsKA2tleRgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImQKHExpc3RNdWx0aXBhcnRVcGxvYWRzUmVzcG9uc2USKwoHdXBsb2FkcxgBIAMoCzIaLmVuZ3JhbS52MS5NdWx0aXBhcnRVcGxvYWQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlMKDUNvbXBsZXRlZFBhcnQSEwoLcGFydF9udW1iZXIYASABKAUSLQoJY2hlY2tzdW1zGAIgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcyKUAQoeQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRInCgVwYXJ0cxgCIAMoCzIYLmVuZ3JhbS52MS5Db21wbGV0ZWRQYXJ0EjYKEmV4cGVjdGVkX2NoZWNrc3VtcxgDIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMiRAofQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0IjAKG0Fib3J0TXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiHgocQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXNwb25zZSJBChpTdGFydFJlc3VtYWJsZVdyaXRlUmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZW5ncmFtLnYxLk9iamVjdFNwZWMiYQobU3RhcnRSZXN1bWFibGVXcml0ZVJlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoXUXVlcnlXcml0ZVN0YXR1c1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIlUKGFF1ZXJ5V3JpdGVTdGF0dXNSZXNwb25zZRIWCg5wZXJzaXN0ZWRfc2l6ZRgBIAEoAxIhCgZvYmplY3QYAiABKAsyES5lbmdyYW0udjEuT2JqZWN0IngKEVdyaXRlQ2h1bmtSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRIUCgx3cml0ZV9vZmZzZXQYAiABKAMSJAoEZGF0YRgDIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YRIUCgxmaW5pc2hfd3JpdGUYBCABKAgiTwoSV3JpdGVDaHVua1Jlc3BvbnNlEhYKDnBlcnNpc3RlZF9zaXplGAEgASgDEiEKBm9iamVjdBgCIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QywgsKDlN0b3JhZ2VTZXJ2aWNlEj8KBlVwbG9hZBIYLmVuZ3JhbS52MS5VcGxvYWRSZXF1ZXN0GhkuZW5ncmFtLnYxLlVwbG9hZFJlc3BvbnNlKAESRQoIRG93bmxvYWQSGi5lbmdyYW0udjEuRG93bmxvYWRSZXF1ZXN0GhsuZW5ncmFtLnYxLkRvd25sb2FkUmVzcG9uc2UwARJGCglHZXRPYmplY3QSGy5lbmdyYW0udjEuR2V0T2JqZWN0UmVxdWVzdBocLmVuZ3JhbS52MS5HZXRPYmplY3RSZXNwb25zZRJMCgtMaXN0T2JqZWN0cxIdLmVuZ3JhbS52MS5MaXN0T2JqZWN0c1JlcXVlc3QaHi5lbmdyYW0udjEuTGlzdE9iamVjdHNSZXNwb25zZRJPCgxEZWxldGVPYmplY3QSHi5lbmdyYW0udjEuRGVsZXRlT2JqZWN0UmVxdWVzdBofLmVuZ3JhbS52MS5EZWxldGVPYmplY3RSZXNwb25zZRJMCgtMaXN0QnVja2V0cxIdLmVuZ3JhbS52MS5MaXN0QnVja2V0c1JlcXVlc3QaHi5lbmdyYW0udjEuTGlzdEJ1Y2tldHNSZXNwb25zZRJGCglHZXRCdWNrZXQSGy5lbmdyYW0udjEuR2V0QnVja2V0UmVxdWVzdBocLmVuZ3JhbS52MS5HZXRCdWNrZXRSZXNwb25zZRJYCg9HZXRDYXBhYmlsaXRpZXMSIS5lbmdyYW0udjEuR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdBoiLmVuZ3JhbS52MS5HZXRDYXBhYmlsaXRpZXNSZXNwb25zZRJqChVDcmVhdGVNdWx0aXBhcnRVcGxvYWQSJy5lbmdyYW0udjEuQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBooLmVuZ3JhbS52MS5DcmVhdGVNdWx0aXBhcnRVcGxvYWRSZXNwb25zZRJLCgpVcGxvYWRQYXJ0EhwuZW5ncmFtLnYxLlVwbG9hZFBhcnRSZXF1ZXN0Gh0uZW5ncmFtLnYxLlVwbG9hZFBhcnRSZXNwb25zZSgBEkYKCUxpc3RQYXJ0cxIbLmVuZ3JhbS52MS5MaXN0UGFydHNSZXF1ZXN0GhwuZW5ncmFtLnYxLkxpc3RQYXJ0c1Jlc3BvbnNlEmcKFExpc3RNdWx0aXBhcnRVcGxvYWRzEiYuZW5ncmFtLnYxLkxpc3RNdWx0aXBhcnRVcGxvYWRzUmVxdWVzdBonLmVuZ3JhbS52MS5MaXN0TXVsdGlwYXJ0VXBsb2Fkc1Jlc3BvbnNlEnAKF0NvbXBsZXRlTXVsdGlwYXJ0VXBsb2FkEikuZW5ncmFtLnYxLkNvbXBsZXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBoqLmVuZ3JhbS52MS5Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEmcKFEFib3J0TXVsdGlwYXJ0VXBsb2FkEiYuZW5ncmFtLnYxLkFib3J0TXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBonLmVuZ3JhbS52MS5BYm9ydE11bHRpcGFydFVwbG9hZFJlc3BvbnNlEmQKE1N0YXJ0UmVzdW1hYmxlV3JpdGUSJS5lbmdyYW0udjEuU3RhcnRSZXN1bWFibGVXcml0ZVJlcXVlc3QaJi5lbmdyYW0udjEuU3RhcnRSZXN1bWFibGVXcml0ZVJlc3BvbnNlElsKEFF1ZXJ5V3JpdGVTdGF0dXMSIi5lbmdyYW0udjEuUXVlcnlXcml0ZVN0YXR1c1JlcXVlc3QaIy5lbmdyYW0udjEuUXVlcnlXcml0ZVN0YXR1c1Jlc3BvbnNlEkkKCldyaXRlQ2h1bmsSHC5lbmdyYW0udjEuV3JpdGVDaHVua1JlcXVlc3QaHS5lbmdyYW0udjEuV3JpdGVDaHVua1Jlc3BvbnNlYgZwcm90bzM", [file_engram_v1_object, file_google_protobuf_timestamp]);
+  fileDesc("Ch9lbmdyYW0vdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEimQEKDVVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCBIRCgl1cGxvYWRfaWQYBSABKAkiSwoOVXBsb2FkUmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdBIWCg5wZXJzaXN0ZWRfc2l6ZRgCIAEoAyJrCg9Eb3dubG9hZFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgDEhMKC3JlYWRfb2Zmc2V0GAQgASgDEhIKCnJlYWRfbGltaXQYBSABKAMiwwEKEERvd25sb2FkUmVzcG9uc2USIwoIbWV0YWRhdGEYASABKAsyES5lbmdyYW0udjEuT2JqZWN0Ei4KDWNvbnRlbnRfcmFuZ2UYAiABKAsyFy5lbmdyYW0udjEuQ29udGVudFJhbmdlEjQKEG9iamVjdF9jaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEiQKBGRhdGEYBCABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGEiQwoQR2V0T2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMiNgoRR2V0T2JqZWN0UmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdCKAAQoSTGlzdE9iamVjdHNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSEQoJZGVsaW1pdGVyGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJEhAKCHZlcnNpb25zGAYgASgIImQKE0xpc3RPYmplY3RzUmVzcG9uc2USIgoHb2JqZWN0cxgBIAMoCzIRLmVuZ3JhbS52MS5PYmplY3QSEAoIcHJlZml4ZXMYAiADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAMgASgJIoABChNEZWxldGVPYmplY3RSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSIAoTaWZfZ2VuZXJhdGlvbl9tYXRjaBgDIAEoA0gAiAEBEhIKCmdlbmVyYXRpb24YBCABKANCFgoUX2lmX2dlbmVyYXRpb25fbWF0Y2giOAoURGVsZXRlT2JqZWN0UmVzcG9uc2USIAoYZGVsZXRlX21hcmtlcl9nZW5lcmF0aW9uGAEgASgDIhQKEkxpc3RCdWNrZXRzUmVxdWVzdCI5ChNMaXN0QnVja2V0c1Jlc3BvbnNlEiIKB2J1Y2tldHMYASADKAsyES5lbmdyYW0udjEuQnVja2V0IiAKEEdldEJ1Y2tldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI2ChFHZXRCdWNrZXRSZXNwb25zZRIhCgZidWNrZXQYASABKAsyES5lbmdyYW0udjEuQnVja2V0IjgKE0NyZWF0ZUJ1Y2tldFJlcXVlc3QSIQoGYnVja2V0GAEgASgLMhEuZW5ncmFtLnYxLkJ1Y2tldCI5ChRDcmVhdGVCdWNrZXRSZXNwb25zZRIhCgZidWNrZXQYASABKAsyES5lbmdyYW0udjEuQnVja2V0IqsBChNVcGRhdGVCdWNrZXRSZXF1ZXN0EiEKBmJ1Y2tldBgBIAEoCzIRLmVuZ3JhbS52MS5CdWNrZXQSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEiQKF2lmX21ldGFnZW5lcmF0aW9uX21hdGNoGAMgASgDSACIAQFCGgoYX2lmX21ldGFnZW5lcmF0aW9uX21hdGNoIjkKFFVwZGF0ZUJ1Y2tldFJlc3BvbnNlEiEKBmJ1Y2tldBgBIAEoCzIRLmVuZ3JhbS52MS5CdWNrZXQiZQoTRGVsZXRlQnVja2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJEiQKF2lmX21ldGFnZW5lcmF0aW9uX21hdGNoGAIgASgDSACIAQFCGgoYX2lmX21ldGFnZW5lcmF0aW9uX21hdGNoIhYKFERlbGV0ZUJ1Y2tldFJlc3BvbnNlIoEBChRSZXN0b3JlT2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMSIAoTaWZfZ2VuZXJhdGlvbl9tYXRjaBgEIAEoA0gAiAEBQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIjoKFVJlc3RvcmVPYmplY3RSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0IhgKFkdldENhcGFiaWxpdGllc1JlcXVlc3QiwwEKF0dldENhcGFiaWxpdGllc1Jlc3BvbnNlEhkKEW1heF9tZXNzYWdlX2J5dGVzGAEgASgDEh4KFm1heF91cGxvYWRfY2h1bmtfYnl0ZXMYAiABKAMSIAoYbWF4X2Rvd25sb2FkX2NodW5rX2J5dGVzGAMgASgDEhgKEG1heF9vYmplY3RfYnl0ZXMYBCABKAMSGgoSbWF4X2xpc3RfcGFnZV9zaXplGAUgASgFEhUKDW1heF9rZXlfYnl0ZXMYBiABKAUiaQocQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZW5ncmFtLnYxLk9iamVjdFNwZWMSFgoJcGFydF9zaXplGAIgASgDSACIAQFCDAoKX3BhcnRfc2l6ZSKOAQodQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEhEKCXBhcnRfc2l6ZRgCIAEoAxIWCg5tYXhfcGFydF9jb3VudBgDIAEoBRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi4QEKEVVwbG9hZFBhcnRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRITCgtwYXJ0X251bWJlchgCIAEoBRIRCgRzaXplGAMgASgDSACIAQESNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAQgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIUCgx3cml0ZV9vZmZzZXQYBSABKAMSJAoEZGF0YRgGIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YRIUCgxmaW5pc2hfd3JpdGUYByABKAhCBwoFX3NpemUiiQEKBFBhcnQSEwoLcGFydF9udW1iZXIYASABKAUSDAoEc2l6ZRgCIAEoAxItCgljaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChJVcGxvYWRQYXJ0UmVzcG9uc2USHQoEcGFydBgBIAEoCzIPLmVuZ3JhbS52MS5QYXJ0Ei8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIlChBMaXN0UGFydHNSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSJkChFMaXN0UGFydHNSZXNwb25zZRIeCgVwYXJ0cxgBIAMoCzIPLmVuZ3JhbS52MS5QYXJ0Ei8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChtMaXN0TXVsdGlwYXJ0VXBsb2Fkc1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEg4KBnByZWZpeBgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSKjAQoPTXVsdGlwYXJ0VXBsb2FkEhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZidWNrZXQYAiABKAkSCwoDa2V5GAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAocTGlzdE11bHRpcGFydFVwbG9hZHNSZXNwb25zZRIrCgd1cGxvYWRzGAEgAygLMhouZW5ncmFtLnYxLk11bHRpcGFydFVwbG9hZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUwoNQ29tcGxldGVkUGFydBITCgtwYXJ0X251bWJlchgBIAEoBRItCgljaGVja3N1bXMYAiABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zIpQBCh5Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEicKBXBhcnRzGAIgAygLMhguZW5ncmFtLnYxLkNvbXBsZXRlZFBhcnQSNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAMgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcyJECh9Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEiEKBm9iamVjdBgBIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QiMAobQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSIeChxBYm9ydE11bHRpcGFydFVwbG9hZFJlc3BvbnNlIkEKGlN0YXJ0UmVzdW1hYmxlV3JpdGVSZXF1ZXN0EiMKBHNwZWMYASABKAsyFS5lbmdyYW0udjEuT2JqZWN0U3BlYyJhChtTdGFydFJlc3VtYWJsZVdyaXRlUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIsChdRdWVyeVdyaXRlU3RhdHVzUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiVQoYUXVlcnlXcml0ZVN0YXR1c1Jlc3BvbnNlEhYKDnBlcnNpc3RlZF9zaXplGAEgASgDEiEKBm9iamVjdBgCIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QieAoRV3JpdGVDaHVua1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCCJPChJXcml0ZUNodW5rUmVzcG9uc2USFgoOcGVyc2lzdGVkX3NpemUYASABKAMSIQoGb2JqZWN0GAIgASgLMhEuZW5ncmFtLnYxLk9iamVjdDKJDgoOU3RvcmFnZVNlcnZpY2USPwoGVXBsb2FkEhguZW5ncmFtLnYxLlVwbG9hZFJlcXVlc3QaGS5lbmdyYW0udjEuVXBsb2FkUmVzcG9uc2UoARJFCghEb3dubG9hZBIaLmVuZ3JhbS52MS5Eb3dubG9hZFJlcXVlc3QaGy5lbmdyYW0udjEuRG93bmxvYWRSZXNwb25zZTABEkYKCUdldE9iamVjdBIbLmVuZ3JhbS52MS5HZXRPYmplY3RSZXF1ZXN0GhwuZW5ncmFtLnYxLkdldE9iamVjdFJlc3BvbnNlEkwKC0xpc3RPYmplY3RzEh0uZW5ncmFtLnYxLkxpc3RPYmplY3RzUmVxdWVzdBoeLmVuZ3JhbS52MS5MaXN0T2JqZWN0c1Jlc3BvbnNlEk8KDERlbGV0ZU9iamVjdBIeLmVuZ3JhbS52MS5EZWxldGVPYmplY3RSZXF1ZXN0Gh8uZW5ncmFtLnYxLkRlbGV0ZU9iamVjdFJlc3BvbnNlEkwKC0xpc3RCdWNrZXRzEh0uZW5ncmFtLnYxLkxpc3RCdWNrZXRzUmVxdWVzdBoeLmVuZ3JhbS52MS5MaXN0QnVja2V0c1Jlc3BvbnNlEkYKCUdldEJ1Y2tldBIbLmVuZ3JhbS52MS5HZXRCdWNrZXRSZXF1ZXN0GhwuZW5ncmFtLnYxLkdldEJ1Y2tldFJlc3BvbnNlEk8KDENyZWF0ZUJ1Y2tldBIeLmVuZ3JhbS52MS5DcmVhdGVCdWNrZXRSZXF1ZXN0Gh8uZW5ncmFtLnYxLkNyZWF0ZUJ1Y2tldFJlc3BvbnNlEk8KDFVwZGF0ZUJ1Y2tldBIeLmVuZ3JhbS52MS5VcGRhdGVCdWNrZXRSZXF1ZXN0Gh8uZW5ncmFtLnYxLlVwZGF0ZUJ1Y2tldFJlc3BvbnNlEk8KDERlbGV0ZUJ1Y2tldBIeLmVuZ3JhbS52MS5EZWxldGVCdWNrZXRSZXF1ZXN0Gh8uZW5ncmFtLnYxLkRlbGV0ZUJ1Y2tldFJlc3BvbnNlElIKDVJlc3RvcmVPYmplY3QSHy5lbmdyYW0udjEuUmVzdG9yZU9iamVjdFJlcXVlc3QaIC5lbmdyYW0udjEuUmVzdG9yZU9iamVjdFJlc3BvbnNlElgKD0dldENhcGFiaWxpdGllcxIhLmVuZ3JhbS52MS5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GiIuZW5ncmFtLnYxLkdldENhcGFiaWxpdGllc1Jlc3BvbnNlEmoKFUNyZWF0ZU11bHRpcGFydFVwbG9hZBInLmVuZ3JhbS52MS5DcmVhdGVNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0GiguZW5ncmFtLnYxLkNyZWF0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEksKClVwbG9hZFBhcnQSHC5lbmdyYW0udjEuVXBsb2FkUGFydFJlcXVlc3QaHS5lbmdyYW0udjEuVXBsb2FkUGFydFJlc3BvbnNlKAESRgoJTGlzdFBhcnRzEhsuZW5ncmFtLnYxLkxpc3RQYXJ0c1JlcXVlc3QaHC5lbmdyYW0udjEuTGlzdFBhcnRzUmVzcG9uc2USZwoUTGlzdE11bHRpcGFydFVwbG9hZHMSJi5lbmdyYW0udjEuTGlzdE11bHRpcGFydFVwbG9hZHNSZXF1ZXN0GicuZW5ncmFtLnYxLkxpc3RNdWx0aXBhcnRVcGxvYWRzUmVzcG9uc2UScAoXQ29tcGxldGVNdWx0aXBhcnRVcGxvYWQSKS5lbmdyYW0udjEuQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0GiouZW5ncmFtLnYxLkNvbXBsZXRlTXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USZwoUQWJvcnRNdWx0aXBhcnRVcGxvYWQSJi5lbmdyYW0udjEuQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0GicuZW5ncmFtLnYxLkFib3J0TXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USZAoTU3RhcnRSZXN1bWFibGVXcml0ZRIlLmVuZ3JhbS52MS5TdGFydFJlc3VtYWJsZVdyaXRlUmVxdWVzdBomLmVuZ3JhbS52MS5TdGFydFJlc3VtYWJsZVdyaXRlUmVzcG9uc2USWwoQUXVlcnlXcml0ZVN0YXR1cxIiLmVuZ3JhbS52MS5RdWVyeVdyaXRlU3RhdHVzUmVxdWVzdBojLmVuZ3JhbS52MS5RdWVyeVdyaXRlU3RhdHVzUmVzcG9uc2USSQoKV3JpdGVDaHVuaxIcLmVuZ3JhbS52MS5Xcml0ZUNodW5rUmVxdWVzdBodLmVuZ3JhbS52MS5Xcml0ZUNodW5rUmVzcG9uc2ViBnByb3RvMw", [file_engram_v1_object, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message engram.v1.UploadRequest
@@ -257,6 +257,14 @@ export type ListObjectsRequest = Message<"engram.v1.ListObjectsRequest"> & {
    * @generated from field: string page_token = 5;
    */
   pageToken: string;
+
+  /**
+   * Returns every version and delete marker of each key, newest generation
+   * first, instead of the live objects only.
+   *
+   * @generated from field: bool versions = 6;
+   */
+  versions: boolean;
 };
 
 /**
@@ -317,6 +325,14 @@ export type DeleteObjectRequest = Message<"engram.v1.DeleteObjectRequest"> & {
    * @generated from field: optional int64 if_generation_match = 3;
    */
   ifGenerationMatch?: bigint | undefined;
+
+  /**
+   * Removes this version or delete marker permanently; 0 deletes the live
+   * version.
+   *
+   * @generated from field: int64 generation = 4;
+   */
+  generation: bigint;
 };
 
 /**
@@ -330,6 +346,12 @@ export const DeleteObjectRequestSchema: GenMessage<DeleteObjectRequest> = /*@__P
  * @generated from message engram.v1.DeleteObjectResponse
  */
 export type DeleteObjectResponse = Message<"engram.v1.DeleteObjectResponse"> & {
+  /**
+   * Generation of the delete marker the call added, or 0 when it added none.
+   *
+   * @generated from field: int64 delete_marker_generation = 1;
+   */
+  deleteMarkerGeneration: bigint;
 };
 
 /**
@@ -404,6 +426,187 @@ export const GetBucketResponseSchema: GenMessage<GetBucketResponse> = /*@__PURE_
   messageDesc(file_engram_v1_storage_service, 13);
 
 /**
+ * @generated from message engram.v1.CreateBucketRequest
+ */
+export type CreateBucketRequest = Message<"engram.v1.CreateBucketRequest"> & {
+  /**
+   * The name, and optionally the versioning state, status and lifecycle
+   * rules; the other fields are ignored.
+   *
+   * @generated from field: engram.v1.Bucket bucket = 1;
+   */
+  bucket?: Bucket | undefined;
+};
+
+/**
+ * Describes the message engram.v1.CreateBucketRequest.
+ * Use `create(CreateBucketRequestSchema)` to create a new message.
+ */
+export const CreateBucketRequestSchema: GenMessage<CreateBucketRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 14);
+
+/**
+ * @generated from message engram.v1.CreateBucketResponse
+ */
+export type CreateBucketResponse = Message<"engram.v1.CreateBucketResponse"> & {
+  /**
+   * @generated from field: engram.v1.Bucket bucket = 1;
+   */
+  bucket?: Bucket | undefined;
+};
+
+/**
+ * Describes the message engram.v1.CreateBucketResponse.
+ * Use `create(CreateBucketResponseSchema)` to create a new message.
+ */
+export const CreateBucketResponseSchema: GenMessage<CreateBucketResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 15);
+
+/**
+ * @generated from message engram.v1.UpdateBucketRequest
+ */
+export type UpdateBucketRequest = Message<"engram.v1.UpdateBucketRequest"> & {
+  /**
+   * The name, and the new values of the fields in update_mask.
+   *
+   * @generated from field: engram.v1.Bucket bucket = 1;
+   */
+  bucket?: Bucket | undefined;
+
+  /**
+   * Paths of the fields to change: "status", "versioning",
+   * "lifecycle_rules".
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+
+  /**
+   * Update only if the bucket's metageneration equals this value.
+   *
+   * @generated from field: optional int64 if_metageneration_match = 3;
+   */
+  ifMetagenerationMatch?: bigint | undefined;
+};
+
+/**
+ * Describes the message engram.v1.UpdateBucketRequest.
+ * Use `create(UpdateBucketRequestSchema)` to create a new message.
+ */
+export const UpdateBucketRequestSchema: GenMessage<UpdateBucketRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 16);
+
+/**
+ * @generated from message engram.v1.UpdateBucketResponse
+ */
+export type UpdateBucketResponse = Message<"engram.v1.UpdateBucketResponse"> & {
+  /**
+   * @generated from field: engram.v1.Bucket bucket = 1;
+   */
+  bucket?: Bucket | undefined;
+};
+
+/**
+ * Describes the message engram.v1.UpdateBucketResponse.
+ * Use `create(UpdateBucketResponseSchema)` to create a new message.
+ */
+export const UpdateBucketResponseSchema: GenMessage<UpdateBucketResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 17);
+
+/**
+ * @generated from message engram.v1.DeleteBucketRequest
+ */
+export type DeleteBucketRequest = Message<"engram.v1.DeleteBucketRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Delete only if the bucket's metageneration equals this value.
+   *
+   * @generated from field: optional int64 if_metageneration_match = 2;
+   */
+  ifMetagenerationMatch?: bigint | undefined;
+};
+
+/**
+ * Describes the message engram.v1.DeleteBucketRequest.
+ * Use `create(DeleteBucketRequestSchema)` to create a new message.
+ */
+export const DeleteBucketRequestSchema: GenMessage<DeleteBucketRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 18);
+
+/**
+ * @generated from message engram.v1.DeleteBucketResponse
+ */
+export type DeleteBucketResponse = Message<"engram.v1.DeleteBucketResponse"> & {
+};
+
+/**
+ * Describes the message engram.v1.DeleteBucketResponse.
+ * Use `create(DeleteBucketResponseSchema)` to create a new message.
+ */
+export const DeleteBucketResponseSchema: GenMessage<DeleteBucketResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 19);
+
+/**
+ * @generated from message engram.v1.RestoreObjectRequest
+ */
+export type RestoreObjectRequest = Message<"engram.v1.RestoreObjectRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string key = 2;
+   */
+  key: string;
+
+  /**
+   * Generation to copy; it must not be a delete marker.
+   *
+   * @generated from field: int64 generation = 3;
+   */
+  generation: bigint;
+
+  /**
+   * Restore only if the live generation equals this value; 0 means the key
+   * must have no live version.
+   *
+   * @generated from field: optional int64 if_generation_match = 4;
+   */
+  ifGenerationMatch?: bigint | undefined;
+};
+
+/**
+ * Describes the message engram.v1.RestoreObjectRequest.
+ * Use `create(RestoreObjectRequestSchema)` to create a new message.
+ */
+export const RestoreObjectRequestSchema: GenMessage<RestoreObjectRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 20);
+
+/**
+ * @generated from message engram.v1.RestoreObjectResponse
+ */
+export type RestoreObjectResponse = Message<"engram.v1.RestoreObjectResponse"> & {
+  /**
+   * The new live version.
+   *
+   * @generated from field: engram.v1.Object object = 1;
+   */
+  object?: Object$ | undefined;
+};
+
+/**
+ * Describes the message engram.v1.RestoreObjectResponse.
+ * Use `create(RestoreObjectResponseSchema)` to create a new message.
+ */
+export const RestoreObjectResponseSchema: GenMessage<RestoreObjectResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 21);
+
+/**
  * @generated from message engram.v1.GetCapabilitiesRequest
  */
 export type GetCapabilitiesRequest = Message<"engram.v1.GetCapabilitiesRequest"> & {
@@ -414,7 +617,7 @@ export type GetCapabilitiesRequest = Message<"engram.v1.GetCapabilitiesRequest">
  * Use `create(GetCapabilitiesRequestSchema)` to create a new message.
  */
 export const GetCapabilitiesRequestSchema: GenMessage<GetCapabilitiesRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 14);
+  messageDesc(file_engram_v1_storage_service, 22);
 
 /**
  * @generated from message engram.v1.GetCapabilitiesResponse
@@ -464,7 +667,7 @@ export type GetCapabilitiesResponse = Message<"engram.v1.GetCapabilitiesResponse
  * Use `create(GetCapabilitiesResponseSchema)` to create a new message.
  */
 export const GetCapabilitiesResponseSchema: GenMessage<GetCapabilitiesResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 15);
+  messageDesc(file_engram_v1_storage_service, 23);
 
 /**
  * @generated from message engram.v1.CreateMultipartUploadRequest
@@ -493,7 +696,7 @@ export type CreateMultipartUploadRequest = Message<"engram.v1.CreateMultipartUpl
  * Use `create(CreateMultipartUploadRequestSchema)` to create a new message.
  */
 export const CreateMultipartUploadRequestSchema: GenMessage<CreateMultipartUploadRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 16);
+  messageDesc(file_engram_v1_storage_service, 24);
 
 /**
  * @generated from message engram.v1.CreateMultipartUploadResponse
@@ -532,7 +735,7 @@ export type CreateMultipartUploadResponse = Message<"engram.v1.CreateMultipartUp
  * Use `create(CreateMultipartUploadResponseSchema)` to create a new message.
  */
 export const CreateMultipartUploadResponseSchema: GenMessage<CreateMultipartUploadResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 17);
+  messageDesc(file_engram_v1_storage_service, 25);
 
 /**
  * @generated from message engram.v1.UploadPartRequest
@@ -591,7 +794,7 @@ export type UploadPartRequest = Message<"engram.v1.UploadPartRequest"> & {
  * Use `create(UploadPartRequestSchema)` to create a new message.
  */
 export const UploadPartRequestSchema: GenMessage<UploadPartRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 18);
+  messageDesc(file_engram_v1_storage_service, 26);
 
 /**
  * One stored part of a multipart upload.
@@ -625,7 +828,7 @@ export type Part = Message<"engram.v1.Part"> & {
  * Use `create(PartSchema)` to create a new message.
  */
 export const PartSchema: GenMessage<Part> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 19);
+  messageDesc(file_engram_v1_storage_service, 27);
 
 /**
  * @generated from message engram.v1.UploadPartResponse
@@ -647,7 +850,7 @@ export type UploadPartResponse = Message<"engram.v1.UploadPartResponse"> & {
  * Use `create(UploadPartResponseSchema)` to create a new message.
  */
 export const UploadPartResponseSchema: GenMessage<UploadPartResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 20);
+  messageDesc(file_engram_v1_storage_service, 28);
 
 /**
  * @generated from message engram.v1.ListPartsRequest
@@ -664,7 +867,7 @@ export type ListPartsRequest = Message<"engram.v1.ListPartsRequest"> & {
  * Use `create(ListPartsRequestSchema)` to create a new message.
  */
 export const ListPartsRequestSchema: GenMessage<ListPartsRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 21);
+  messageDesc(file_engram_v1_storage_service, 29);
 
 /**
  * @generated from message engram.v1.ListPartsResponse
@@ -686,7 +889,7 @@ export type ListPartsResponse = Message<"engram.v1.ListPartsResponse"> & {
  * Use `create(ListPartsResponseSchema)` to create a new message.
  */
 export const ListPartsResponseSchema: GenMessage<ListPartsResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 22);
+  messageDesc(file_engram_v1_storage_service, 30);
 
 /**
  * @generated from message engram.v1.ListMultipartUploadsRequest
@@ -724,7 +927,7 @@ export type ListMultipartUploadsRequest = Message<"engram.v1.ListMultipartUpload
  * Use `create(ListMultipartUploadsRequestSchema)` to create a new message.
  */
 export const ListMultipartUploadsRequestSchema: GenMessage<ListMultipartUploadsRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 23);
+  messageDesc(file_engram_v1_storage_service, 31);
 
 /**
  * A multipart upload in progress.
@@ -763,7 +966,7 @@ export type MultipartUpload = Message<"engram.v1.MultipartUpload"> & {
  * Use `create(MultipartUploadSchema)` to create a new message.
  */
 export const MultipartUploadSchema: GenMessage<MultipartUpload> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 24);
+  messageDesc(file_engram_v1_storage_service, 32);
 
 /**
  * @generated from message engram.v1.ListMultipartUploadsResponse
@@ -787,7 +990,7 @@ export type ListMultipartUploadsResponse = Message<"engram.v1.ListMultipartUploa
  * Use `create(ListMultipartUploadsResponseSchema)` to create a new message.
  */
 export const ListMultipartUploadsResponseSchema: GenMessage<ListMultipartUploadsResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 25);
+  messageDesc(file_engram_v1_storage_service, 33);
 
 /**
  * A part to join, in CompleteMultipartUploadRequest.
@@ -814,7 +1017,7 @@ export type CompletedPart = Message<"engram.v1.CompletedPart"> & {
  * Use `create(CompletedPartSchema)` to create a new message.
  */
 export const CompletedPartSchema: GenMessage<CompletedPart> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 26);
+  messageDesc(file_engram_v1_storage_service, 34);
 
 /**
  * @generated from message engram.v1.CompleteMultipartUploadRequest
@@ -846,7 +1049,7 @@ export type CompleteMultipartUploadRequest = Message<"engram.v1.CompleteMultipar
  * Use `create(CompleteMultipartUploadRequestSchema)` to create a new message.
  */
 export const CompleteMultipartUploadRequestSchema: GenMessage<CompleteMultipartUploadRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 27);
+  messageDesc(file_engram_v1_storage_service, 35);
 
 /**
  * @generated from message engram.v1.CompleteMultipartUploadResponse
@@ -863,7 +1066,7 @@ export type CompleteMultipartUploadResponse = Message<"engram.v1.CompleteMultipa
  * Use `create(CompleteMultipartUploadResponseSchema)` to create a new message.
  */
 export const CompleteMultipartUploadResponseSchema: GenMessage<CompleteMultipartUploadResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 28);
+  messageDesc(file_engram_v1_storage_service, 36);
 
 /**
  * @generated from message engram.v1.AbortMultipartUploadRequest
@@ -880,7 +1083,7 @@ export type AbortMultipartUploadRequest = Message<"engram.v1.AbortMultipartUploa
  * Use `create(AbortMultipartUploadRequestSchema)` to create a new message.
  */
 export const AbortMultipartUploadRequestSchema: GenMessage<AbortMultipartUploadRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 29);
+  messageDesc(file_engram_v1_storage_service, 37);
 
 /**
  * @generated from message engram.v1.AbortMultipartUploadResponse
@@ -893,7 +1096,7 @@ export type AbortMultipartUploadResponse = Message<"engram.v1.AbortMultipartUplo
  * Use `create(AbortMultipartUploadResponseSchema)` to create a new message.
  */
 export const AbortMultipartUploadResponseSchema: GenMessage<AbortMultipartUploadResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 30);
+  messageDesc(file_engram_v1_storage_service, 38);
 
 /**
  * @generated from message engram.v1.StartResumableWriteRequest
@@ -912,7 +1115,7 @@ export type StartResumableWriteRequest = Message<"engram.v1.StartResumableWriteR
  * Use `create(StartResumableWriteRequestSchema)` to create a new message.
  */
 export const StartResumableWriteRequestSchema: GenMessage<StartResumableWriteRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 31);
+  messageDesc(file_engram_v1_storage_service, 39);
 
 /**
  * @generated from message engram.v1.StartResumableWriteResponse
@@ -937,7 +1140,7 @@ export type StartResumableWriteResponse = Message<"engram.v1.StartResumableWrite
  * Use `create(StartResumableWriteResponseSchema)` to create a new message.
  */
 export const StartResumableWriteResponseSchema: GenMessage<StartResumableWriteResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 32);
+  messageDesc(file_engram_v1_storage_service, 40);
 
 /**
  * @generated from message engram.v1.QueryWriteStatusRequest
@@ -954,7 +1157,7 @@ export type QueryWriteStatusRequest = Message<"engram.v1.QueryWriteStatusRequest
  * Use `create(QueryWriteStatusRequestSchema)` to create a new message.
  */
 export const QueryWriteStatusRequestSchema: GenMessage<QueryWriteStatusRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 33);
+  messageDesc(file_engram_v1_storage_service, 41);
 
 /**
  * @generated from message engram.v1.QueryWriteStatusResponse
@@ -980,7 +1183,7 @@ export type QueryWriteStatusResponse = Message<"engram.v1.QueryWriteStatusRespon
  * Use `create(QueryWriteStatusResponseSchema)` to create a new message.
  */
 export const QueryWriteStatusResponseSchema: GenMessage<QueryWriteStatusResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 34);
+  messageDesc(file_engram_v1_storage_service, 42);
 
 /**
  * @generated from message engram.v1.WriteChunkRequest
@@ -1016,7 +1219,7 @@ export type WriteChunkRequest = Message<"engram.v1.WriteChunkRequest"> & {
  * Use `create(WriteChunkRequestSchema)` to create a new message.
  */
 export const WriteChunkRequestSchema: GenMessage<WriteChunkRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 35);
+  messageDesc(file_engram_v1_storage_service, 43);
 
 /**
  * @generated from message engram.v1.WriteChunkResponse
@@ -1040,11 +1243,14 @@ export type WriteChunkResponse = Message<"engram.v1.WriteChunkResponse"> & {
  * Use `create(WriteChunkResponseSchema)` to create a new message.
  */
 export const WriteChunkResponseSchema: GenMessage<WriteChunkResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 36);
+  messageDesc(file_engram_v1_storage_service, 44);
 
 /**
  * Stores and serves objects. Errors use fixed codes. NOT_FOUND: a missing
- * bucket or object. FAILED_PRECONDITION: a failed if_generation_match.
+ * bucket or object. ALREADY_EXISTS: a bucket name that is taken.
+ * FAILED_PRECONDITION: a failed if_generation_match or
+ * if_metageneration_match, a write to a bucket that takes reads only, or a
+ * bucket to delete that is not empty.
  * OUT_OF_RANGE: a read past the end or a size mismatch. INVALID_ARGUMENT: a
  * bad argument or checksum. DATA_LOSS: corrupt stored data.
  * RESOURCE_EXHAUSTED: an oversized message or object. UNAVAILABLE: a
@@ -1087,7 +1293,8 @@ export const StorageService: GenService<{
     output: typeof GetObjectResponseSchema;
   },
   /**
-   * Lists live objects in key order.
+   * Lists live objects in key order, or with versions set every version and
+   * delete marker, newest generation first within a key.
    *
    * @generated from rpc engram.v1.StorageService.ListObjects
    */
@@ -1097,7 +1304,9 @@ export const StorageService: GenService<{
     output: typeof ListObjectsResponseSchema;
   },
   /**
-   * Deletes the live version of an object.
+   * Deletes the live version of an object; in a versioned bucket it becomes
+   * noncurrent and a delete marker takes its place. With a generation, removes
+   * that version or delete marker permanently.
    *
    * @generated from rpc engram.v1.StorageService.DeleteObject
    */
@@ -1123,6 +1332,49 @@ export const StorageService: GenService<{
     methodKind: "unary";
     input: typeof GetBucketRequestSchema;
     output: typeof GetBucketResponseSchema;
+  },
+  /**
+   * Creates a bucket. ALREADY_EXISTS when the name is taken.
+   *
+   * @generated from rpc engram.v1.StorageService.CreateBucket
+   */
+  createBucket: {
+    methodKind: "unary";
+    input: typeof CreateBucketRequestSchema;
+    output: typeof CreateBucketResponseSchema;
+  },
+  /**
+   * Changes the status, versioning or lifecycle rules named in the field
+   * mask, checking if_metageneration_match atomically.
+   *
+   * @generated from rpc engram.v1.StorageService.UpdateBucket
+   */
+  updateBucket: {
+    methodKind: "unary";
+    input: typeof UpdateBucketRequestSchema;
+    output: typeof UpdateBucketResponseSchema;
+  },
+  /**
+   * Deletes an empty bucket. FAILED_PRECONDITION while any object version,
+   * delete marker or unfinished upload remains.
+   *
+   * @generated from rpc engram.v1.StorageService.DeleteBucket
+   */
+  deleteBucket: {
+    methodKind: "unary";
+    input: typeof DeleteBucketRequestSchema;
+    output: typeof DeleteBucketResponseSchema;
+  },
+  /**
+   * Makes a copy of an older generation the live version, under a new
+   * generation. The bytes are copied inside the blob store.
+   *
+   * @generated from rpc engram.v1.StorageService.RestoreObject
+   */
+  restoreObject: {
+    methodKind: "unary";
+    input: typeof RestoreObjectRequestSchema;
+    output: typeof RestoreObjectResponseSchema;
   },
   /**
    * Returns the message and chunk limits clients must respect.

@@ -20,8 +20,8 @@
  * a new .data file, never holding more than one read buffer in memory.
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { mkdir, open, readFile, readdir, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { constants, createReadStream } from "node:fs";
+import { copyFile, mkdir, open, readFile, readdir, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 
@@ -120,6 +120,33 @@ export class FsBlobStore implements BlobStore {
     const { dataPath, headersPath } = this.pathsOf(ref);
     await rm(headersPath, { force: true });
     await rm(dataPath, { force: true });
+  }
+
+  async copy(source: BlobRef, target: BlobRef, headers: BlobHeaders): Promise<void> {
+    const from = this.pathsOf(source);
+    const to = this.pathsOf(target);
+    try {
+      await mkdir(to.dir, { recursive: true });
+      // COPYFILE_FICLONE shares the extents on file systems that can
+      // (btrfs, XFS) and copies elsewhere; EXCL keeps a version id unique.
+      await copyFile(from.dataPath, to.dataPath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+      const handle = await open(to.dataPath, "r+");
+      await handle.sync().finally(() => handle.close());
+      const sidecar = { bucket: target.bucket, key: target.key, versionId: target.versionId, ...headers };
+      await writeFile(to.headersPath, JSON.stringify(sidecar), { flag: "wx", flush: true });
+    } catch (err) {
+      await rm(to.headersPath, { force: true });
+      await rm(to.dataPath, { force: true });
+      throw translateFsError(err, `copy blob of ${source.bucket}/${source.key}`);
+    }
+  }
+
+  async removeBucket(bucket: string): Promise<void> {
+    try {
+      await rm(join(this.root, bucket), { recursive: true, force: true });
+    } catch (err) {
+      throw translateFsError(err, `remove the blobs of bucket ${bucket}`);
+    }
   }
 
   async ping(): Promise<void> {

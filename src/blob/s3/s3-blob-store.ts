@@ -31,6 +31,10 @@
  * at one part number would overwrite each other there, and the metadata
  * could record the losing attempt. The whole-object SHA-256 still needs one
  * read of every part, because SHA-256 digests of parts cannot be combined.
+ *
+ * A restored version is a copy under a new version id (CopyObject, or
+ * UploadPartCopy above 5 GiB) with its own .json object, which records the
+ * new generation.
  */
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
@@ -125,6 +129,33 @@ export class S3BlobStore implements BlobStore {
       await this.client.removeObject(bucket, name);
     } catch (err) {
       throw translateS3Error(err, `delete blob of ${ref.bucket}/${ref.key}`);
+    }
+  }
+
+  async copy(source: BlobRef, target: BlobRef, headers: BlobHeaders): Promise<void> {
+    // concat of one source is a CopyObject, or UploadPartCopy requests for
+    // a source above 5 GiB; the headers object makes the copy finished.
+    await this.concat(target, [source], { generation: headers.generation, contentType: headers.contentType });
+    await this.writeHeaders(target, headers);
+  }
+
+  async removeBucket(bucket: string): Promise<void> {
+    const name = this.s3BucketOf(bucket);
+    try {
+      const names: string[] = [];
+      for await (const item of this.client.listObjectsV2(name, "", true) as AsyncIterable<{ name?: string }>) {
+        if (item.name !== undefined) names.push(item.name);
+      }
+      // DeleteObjects takes at most 1000 names per request.
+      for (let start = 0; start < names.length; start += 1000) {
+        await this.client.removeObjects(name, names.slice(start, start + 1000));
+      }
+      // A bucket that Engram may not create is the operator's: it stays.
+      if (this.options.createBuckets) {
+        await this.client.removeBucket(name);
+      }
+    } catch (err) {
+      throw translateS3Error(err, `remove S3 bucket ${name}`);
     }
   }
 

@@ -101,6 +101,48 @@ const migrations: Record<string, Migration> = {
       await sql`alter table upload_sessions add column finished_generation bigint`.execute(db);
     },
   },
+
+  "0004_bucket_versioning": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Bucket settings, and usage counters that every transaction adding or
+      // removing a version keeps current, so reading usage never scans.
+      // object_count and total_bytes cover live objects; version_count and
+      // version_bytes cover every stored version. Delete markers count in
+      // neither.
+      await sql`
+        alter table buckets
+          add column status text not null default 'active'
+            check (status in ('active', 'suspended', 'archived')),
+          add column versioning text not null default 'unversioned'
+            check (versioning in ('unversioned', 'enabled', 'suspended')),
+          add column lifecycle_rules jsonb not null default '[]',
+          add column metageneration bigint not null default 1,
+          add column updated_at timestamptz not null default now(),
+          add column object_count bigint not null default 0,
+          add column total_bytes bigint not null default 0,
+          add column version_count bigint not null default 0,
+          add column version_bytes bigint not null default 0`.execute(db);
+
+      // A delete marker is a version without a blob (version_id is empty).
+      // The null version is the one S3 calls "null": every version written
+      // while versioning is off or suspended; a later such write replaces it.
+      // Rows from before this migration were all written unversioned.
+      await sql`
+        alter table objects
+          add column delete_marker boolean not null default false,
+          add column null_version boolean not null default false,
+          add column noncurrent_at timestamptz`.execute(db);
+      await sql`update objects set null_version = true`.execute(db);
+      await sql`create index objects_noncurrent on objects (bucket, key, generation) where not live`.execute(db);
+
+      await sql`
+        update buckets b set
+          object_count = u.objects, total_bytes = u.bytes,
+          version_count = u.objects, version_bytes = u.bytes
+        from (select bucket, count(*) as objects, sum(size) as bytes from objects group by bucket) u
+        where u.bucket = b.name`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -9,6 +9,15 @@ type Json = ColumnType<Record<string, string>, string, string>;
 export interface BucketsTable {
   name: string;
   created_at: ColumnType<Date, Date | undefined, never>;
+  status: ColumnType<string, string | undefined, string>;
+  versioning: ColumnType<string, string | undefined, string>;
+  lifecycle_rules: ColumnType<unknown, string | undefined, string>;
+  metageneration: GeneratedInt8;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+  object_count: GeneratedInt8;
+  total_bytes: GeneratedInt8;
+  version_count: GeneratedInt8;
+  version_bytes: GeneratedInt8;
 }
 
 export interface ObjectsTable {
@@ -28,6 +37,9 @@ export interface ObjectsTable {
   created_at: ColumnType<Date, Date, never>;
   last_read_at: ColumnType<Date | null, never, Date>;
   read_count: GeneratedInt8;
+  delete_marker: ColumnType<boolean, boolean | undefined, boolean>;
+  null_version: ColumnType<boolean, boolean | undefined, boolean>;
+  noncurrent_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 export interface BlobDeletionsTable {

@@ -2,13 +2,16 @@
  * MetadataStore on Kysely. The same queries run on PGlite (embedded
  * default) and PostgreSQL; only the dialect differs.
  */
-import { Migrator, sql, type Kysely, type Selectable, type Transaction } from "kysely";
+import { Migrator, sql, type Kysely, type Transaction } from "kysely";
 
-import { StorageError, notFound } from "../../service/errors.js";
+import { StorageError } from "../../service/errors.js";
 import type {
   BlobDeletion,
   BucketRecord,
+  BucketSettings,
   BucketStats,
+  DeleteResult,
+  LifecycleBatch,
   ListObjectsQuery,
   MetadataStore,
   NewObject,
@@ -19,12 +22,15 @@ import type {
   ObjectRecord,
   PartRecord,
   PoolStats,
-  StorageClassName,
   UploadSessionRecord,
 } from "../metadata-store.js";
 import { migrationProvider } from "./migrations.js";
+import * as buckets from "./sql-bucket-queries.js";
+import { applyLifecycleBatch } from "./sql-lifecycle-queries.js";
+import { commitInTransaction, deleteInTransaction, objectFromRow, rowOf } from "./sql-object-queries.js";
 import * as uploads from "./sql-upload-queries.js";
-import type { Database, ObjectsTable } from "./schema.js";
+import type { Database } from "./schema.js";
+import { UsageLedger } from "./usage-ledger.js";
 
 export interface SqlMetadataStoreOptions {
   /** Closes what the Kysely instance does not own, such as the PGlite database. */
@@ -78,46 +84,57 @@ export class SqlMetadataStore implements MetadataStore {
     );
   }
 
-  async listBuckets(): Promise<BucketRecord[]> {
-    const rows = await this.run(() => this.db.selectFrom("buckets").selectAll().orderBy("name").execute());
-    return rows.map((row) => ({ name: row.name, createdAt: row.created_at }));
+  listBuckets(): Promise<BucketRecord[]> {
+    return this.run(() => buckets.listBuckets(this.db));
   }
 
-  async getBucket(name: string): Promise<BucketRecord | undefined> {
-    const row = await this.run(() => this.db.selectFrom("buckets").selectAll().where("name", "=", name).executeTakeFirst());
-    return row && { name: row.name, createdAt: row.created_at };
+  getBucket(name: string): Promise<BucketRecord | undefined> {
+    return this.run(() => buckets.getBucket(this.db, name));
   }
 
   async getBucketStats(name: string): Promise<BucketStats> {
-    const row = await this.run(() =>
-      this.db
-        .selectFrom("objects")
-        .select([sql<string>`count(*)`.as("count"), sql<string | null>`sum(size)`.as("bytes")])
-        .where("bucket", "=", name)
-        .where("live", "=", true)
-        .executeTakeFirstOrThrow(),
-    );
-    return { objectCount: Number(row.count), totalBytes: Number(row.bytes ?? 0) };
+    const bucket = await this.getBucket(name);
+    return {
+      objectCount: bucket?.objectCount ?? 0,
+      totalBytes: bucket?.totalBytes ?? 0,
+      versionCount: bucket?.versionCount ?? 0,
+      versionBytes: bucket?.versionBytes ?? 0,
+    };
+  }
+
+  createBucket(name: string, settings: BucketSettings): Promise<BucketRecord> {
+    return this.run(() => buckets.createBucket(this.db, name, settings));
+  }
+
+  updateBucket(name: string, changes: Partial<BucketSettings>, ifMetagenerationMatch: number | undefined): Promise<BucketRecord> {
+    return this.run(() => this.db.transaction().execute((trx) => buckets.updateBucket(trx, name, changes, ifMetagenerationMatch)));
+  }
+
+  deleteBucket(name: string, ifMetagenerationMatch: number | undefined): Promise<void> {
+    return this.run(() => this.db.transaction().execute((trx) => buckets.deleteBucket(trx, name, ifMetagenerationMatch)));
   }
 
   async getObject(bucket: string, key: string, generation = 0): Promise<ObjectRecord | undefined> {
     let query = this.db.selectFrom("objects").selectAll().where("bucket", "=", bucket).where("key", "=", key);
-    query = generation === 0 ? query.where("live", "=", true) : query.where("generation", "=", generation);
+    query = generation === 0 ? query.where("live", "=", true).where("delete_marker", "=", false) : query.where("generation", "=", generation);
     const row = await this.run(() => query.executeTakeFirst());
     return row && objectFromRow(row);
   }
 
   async listObjects(q: ListObjectsQuery): Promise<ObjectRecord[]> {
-    let query = this.db
-      .selectFrom("objects")
-      .selectAll()
-      .where("bucket", "=", q.bucket)
-      .where("live", "=", true)
-      .where("key", ">=", q.startAt);
+    let query = this.db.selectFrom("objects").selectAll().where("bucket", "=", q.bucket);
+    if (q.versions) {
+      const before = q.startBeforeGeneration;
+      query = before === undefined
+        ? query.where("key", ">=", q.startAt)
+        : query.where((eb) => eb.or([eb("key", ">", q.startAt), eb.and([eb("key", "=", q.startAt), eb("generation", "<", before)])]));
+    } else {
+      query = query.where("live", "=", true).where("delete_marker", "=", false).where("key", ">=", q.startAt);
+    }
     if (q.endBefore !== undefined) {
       query = query.where("key", "<", q.endBefore);
     }
-    const rows = await this.run(() => query.orderBy("key").limit(q.limit).execute());
+    const rows = await this.run(() => query.orderBy("key").orderBy("generation", "desc").limit(q.limit).execute());
     return rows.map(objectFromRow);
   }
 
@@ -126,22 +143,16 @@ export class SqlMetadataStore implements MetadataStore {
     return Number(result.rows[0]!.generation);
   }
 
-  async commitObject(object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
-    return this.run(() => this.db.transaction().execute((trx) => commitInTransaction(trx, object, ifGenerationMatch)));
+  commitObject(object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
+    return this.inTransaction((trx, ledger) => commitInTransaction(trx, object, ifGenerationMatch, ledger));
   }
 
-  async deleteObject(bucket: string, key: string, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
-    return this.run(() =>
-      this.db.transaction().execute(async (trx) => {
-        const current = await lockLiveObject(trx, bucket, key);
-        if (!current) {
-          throw notFound(`object ${bucket}/${key} not found: check the key with ListObjects`);
-        }
-        checkGeneration(bucket, key, current, ifGenerationMatch);
-        await removeVersion(trx, current);
-        return objectFromRow(current);
-      }),
-    );
+  deleteObject(bucket: string, key: string, ifGenerationMatch: number | undefined, generation = 0): Promise<DeleteResult> {
+    return this.inTransaction((trx, ledger) => deleteInTransaction(trx, bucket, key, ifGenerationMatch, generation, ledger));
+  }
+
+  applyLifecycleBatch(batch: LifecycleBatch): Promise<number | undefined> {
+    return this.run(() => this.db.transaction().execute((trx) => applyLifecycleBatch(trx, batch)));
   }
 
   async listBlobDeletions(olderThan: Date, limit: number): Promise<BlobDeletion[]> {
@@ -158,18 +169,18 @@ export class SqlMetadataStore implements MetadataStore {
 
   async restoreObjects(objects: readonly NewObject[]): Promise<void> {
     if (objects.length === 0) return;
-    await this.run(() =>
-      this.db.transaction().execute(async (trx) => {
-        for (const object of objects) {
-          await trx
-            .insertInto("objects")
-            .values(liveRowOf(object))
-            .execute();
-        }
-        const highest = Math.max(...objects.map((object) => object.generation));
-        await sql`select setval('object_generation_seq', greatest(${highest}, (select last_value from object_generation_seq)))`.execute(trx);
-      }),
-    );
+    await this.inTransaction(async (trx, ledger) => {
+      for (const object of objects) {
+        const row = await trx
+          .insertInto("objects")
+          .values({ ...rowOf(object), null_version: true })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        ledger.add(row);
+      }
+      const highest = Math.max(...objects.map((object) => object.generation));
+      await sql`select setval('object_generation_seq', greatest(${highest}, (select last_value from object_generation_seq)))`.execute(trx);
+    });
   }
 
   async recordReads(reads: readonly ObjectRead[]): Promise<void> {
@@ -214,12 +225,10 @@ export class SqlMetadataStore implements MetadataStore {
   }
 
   completeUpload(uploadId: string, parts: readonly PartRecord[], object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
-    return this.run(() =>
-      this.db.transaction().execute(async (trx) => {
-        await uploads.removeUpload(trx, uploadId, parts, object.generation);
-        return commitInTransaction(trx, object, ifGenerationMatch);
-      }),
-    );
+    return this.inTransaction(async (trx, ledger) => {
+      await uploads.removeUpload(trx, uploadId, parts, object.generation);
+      return commitInTransaction(trx, object, ifGenerationMatch, ledger);
+    });
   }
 
   abortUpload(uploadId: string): Promise<void> {
@@ -239,6 +248,18 @@ export class SqlMetadataStore implements MetadataStore {
     await this.onClose();
   }
 
+  /** Runs work in a transaction that writes its usage changes to the buckets at the end. */
+  private inTransaction<T>(work: (trx: Transaction<Database>, ledger: UsageLedger) => Promise<T>): Promise<T> {
+    return this.run(() =>
+      this.db.transaction().execute(async (trx) => {
+        const ledger = new UsageLedger();
+        const result = await work(trx, ledger);
+        await ledger.flush(trx);
+        return result;
+      }),
+    );
+  }
+
   /** Runs a query and turns database errors into StorageError. */
   private async run<T>(query: () => Promise<T>): Promise<T> {
     try {
@@ -247,121 +268,6 @@ export class SqlMetadataStore implements MetadataStore {
       throw translateDatabaseError(err, this.unavailableHint);
     }
   }
-}
-
-/** Makes a new version the live one, in the caller's transaction; see MetadataStore.commitObject. */
-export async function commitInTransaction(trx: Transaction<Database>, object: NewObject, ifGenerationMatch: number | undefined): Promise<ObjectRecord> {
-  const current = await lockLiveObject(trx, object.bucket, object.key);
-  checkGeneration(object.bucket, object.key, current, ifGenerationMatch);
-
-  if (current && Number(current.generation) > object.generation) {
-    await trx.insertInto("blob_deletions").values({ bucket: object.bucket, key: object.key, version_id: object.versionId }).execute();
-    return { ...object, createdAt: new Date(), lastReadAt: null, readCount: 0 };
-  }
-  if (current) {
-    await removeVersion(trx, current);
-  }
-
-  const row = await trx
-    .insertInto("objects")
-    .values(liveRowOf(object))
-    .returningAll()
-    .executeTakeFirstOrThrow();
-  return objectFromRow(row);
-}
-
-/**
- * Serializes writes to one key until the transaction ends, then returns
- * its live version locked for update.
- */
-async function lockLiveObject(trx: Transaction<Database>, bucket: string, key: string): Promise<Selectable<ObjectsTable> | undefined> {
-  const bucketRow = await trx.selectFrom("buckets").select("name").where("name", "=", bucket).executeTakeFirst();
-  if (!bucketRow) {
-    throw notFound(`bucket ${JSON.stringify(bucket)} not found: list buckets with ListBuckets`);
-  }
-  // FOR UPDATE locks nothing when the key has no live version yet, so two
-  // first commits of one key would both insert and one would fail on
-  // objects_live_key. The advisory lock makes the second one wait. Under
-  // READ COMMITTED its next statement then reads the row the first one
-  // committed. Bucket names contain no "/", so "bucket/key" names one key,
-  // and a hash collision only serializes two unrelated keys.
-  await sql`select pg_advisory_xact_lock(hashtextextended(${`${bucket}/${key}`}, 0))`.execute(trx);
-  return trx
-    .selectFrom("objects")
-    .selectAll()
-    .where("bucket", "=", bucket)
-    .where("key", "=", key)
-    .where("live", "=", true)
-    .forUpdate()
-    .executeTakeFirst();
-}
-
-function checkGeneration(
-  bucket: string,
-  key: string,
-  current: Selectable<ObjectsTable> | undefined,
-  ifGenerationMatch: number | undefined,
-): void {
-  if (ifGenerationMatch === undefined) return;
-  const actual = current ? Number(current.generation) : 0;
-  if (actual !== ifGenerationMatch) {
-    const state = current ? `its live generation is ${actual}` : "it does not exist";
-    throw new StorageError(
-      "failed_precondition",
-      `precondition failed for ${bucket}/${key}: if_generation_match is ${ifGenerationMatch} but ${state}; read the object again and retry`,
-    );
-  }
-}
-
-/** Drops a version row and queues its blob, in the caller's transaction. */
-async function removeVersion(trx: Transaction<Database>, row: Selectable<ObjectsTable>): Promise<void> {
-  await trx
-    .deleteFrom("objects")
-    .where("bucket", "=", row.bucket)
-    .where("key", "=", row.key)
-    .where("generation", "=", Number(row.generation))
-    .execute();
-  await trx.insertInto("blob_deletions").values({ bucket: row.bucket, key: row.key, version_id: row.version_id }).execute();
-}
-
-/** Returns the row of a new live version, created now. */
-function liveRowOf(object: NewObject) {
-  return {
-    bucket: object.bucket,
-    key: object.key,
-    generation: object.generation,
-    version_id: object.versionId,
-    live: true,
-    size: object.size,
-    content_type: object.contentType,
-    storage_class: object.storageClass,
-    metadata: JSON.stringify(object.metadata),
-    tags: JSON.stringify(object.tags),
-    sha256: object.sha256,
-    crc32c: object.crc32c,
-    etag: object.etag,
-    created_at: sql<Date>`now()`,
-  };
-}
-
-function objectFromRow(row: Selectable<ObjectsTable>): ObjectRecord {
-  return {
-    bucket: row.bucket,
-    key: row.key,
-    generation: Number(row.generation),
-    versionId: row.version_id,
-    size: Number(row.size),
-    contentType: row.content_type,
-    storageClass: row.storage_class as StorageClassName,
-    metadata: row.metadata,
-    tags: row.tags,
-    sha256: row.sha256,
-    crc32c: Number(row.crc32c),
-    etag: row.etag,
-    createdAt: row.created_at,
-    lastReadAt: row.last_read_at,
-    readCount: Number(row.read_count),
-  };
 }
 
 /** Node.js socket and DNS error codes that mean the server cannot be reached. */

@@ -215,7 +215,7 @@ export async function sweepExpiredUploads(trx: Transaction<Database>, limit: num
   return expired.length;
 }
 
-async function queuePartBlobs(trx: Transaction<Database>, session: Selectable<UploadSessionsTable>, parts: readonly PartRecord[]): Promise<void> {
+export async function queuePartBlobs(trx: Transaction<Database>, session: Selectable<UploadSessionsTable>, parts: readonly PartRecord[]): Promise<void> {
   if (parts.length === 0) return;
   await trx
     .insertInto("blob_deletions")
