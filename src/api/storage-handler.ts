@@ -10,6 +10,7 @@ import type { DownloadService } from "../service/download.js";
 import { StorageError, invalidArgument } from "../service/errors.js";
 import type { Limits } from "../service/limits.js";
 import type { MultipartService } from "../service/multipart.js";
+import type { PartChunkService } from "../service/part-chunks.js";
 import type { ResumableService } from "../service/resumable.js";
 import type { UploadChunk, UploadService } from "../service/upload.js";
 import type { Authorizer } from "./authorize.js";
@@ -25,6 +26,7 @@ export interface StorageHandlerDeps {
   readonly authorizer: Authorizer;
   readonly limits: Limits;
   readonly multipart: MultipartService;
+  readonly partChunks: PartChunkService;
   readonly resumable: ResumableService;
 }
 
@@ -38,9 +40,9 @@ export function registerStorageService(router: ConnectRouter, deps: StorageHandl
 }
 
 function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof StorageService> {
-  const { uploads, downloads, catalog, authorizer, limits, multipart, resumable } = deps;
+  const { uploads, downloads, catalog, authorizer, limits, multipart, partChunks, resumable } = deps;
   return {
-    ...createMultipartHandler(multipart, authorizer),
+    ...createMultipartHandler(multipart, partChunks, authorizer),
     ...createResumableHandler(resumable, authorizer),
 
     async upload(requests, ctx) {

@@ -12,7 +12,7 @@ import { abortable } from "./abortable.js";
 import { ObjectHasher, crc32cOf } from "./checksum.js";
 import { StorageError, invalidArgument, notFound } from "./errors.js";
 import type { Limits } from "./limits.js";
-import { partBlobRef, type MultipartService } from "./multipart.js";
+import { partBlobHeaders, partBlobRef, type MultipartService } from "./multipart.js";
 import type { UploadChunk, UploadSpec } from "./upload.js";
 
 /** Size at which a segment is recorded, so a server crash loses at most this much plus one chunk. */
@@ -142,16 +142,7 @@ export class ResumableService {
   private async recordSegment(session: UploadSessionRecord, segment: OpenSegment): Promise<void> {
     const { sha256, crc32c } = segment.hasher.digest();
     try {
-      await segment.writer.finish({
-        generation: session.generation,
-        contentType: "application/octet-stream",
-        storageClass: session.spec.storageClass,
-        metadata: {},
-        tags: {},
-        sha256,
-        crc32c,
-        size: segment.hasher.size,
-      });
+      await segment.writer.finish(partBlobHeaders(session, sha256, crc32c, segment.hasher.size));
       await this.metadata.appendSegment(
         { uploadId: session.uploadId, versionId: segment.versionId, size: segment.hasher.size, sha256, crc32c },
         segment.offset,

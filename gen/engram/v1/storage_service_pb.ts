@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file engram/v1/storage_service.proto.
  */
 export const file_engram_v1_storage_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9lbmdyYW0vdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEimQEKDVVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCBIRCgl1cGxvYWRfaWQYBSABKAkiSwoOVXBsb2FkUmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdBIWCg5wZXJzaXN0ZWRfc2l6ZRgCIAEoAyJrCg9Eb3dubG9hZFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgDEhMKC3JlYWRfb2Zmc2V0GAQgASgDEhIKCnJlYWRfbGltaXQYBSABKAMiwwEKEERvd25sb2FkUmVzcG9uc2USIwoIbWV0YWRhdGEYASABKAsyES5lbmdyYW0udjEuT2JqZWN0Ei4KDWNvbnRlbnRfcmFuZ2UYAiABKAsyFy5lbmdyYW0udjEuQ29udGVudFJhbmdlEjQKEG9iamVjdF9jaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEiQKBGRhdGEYBCABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGEiQwoQR2V0T2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMiNgoRR2V0T2JqZWN0UmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdCJuChJMaXN0T2JqZWN0c1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEg4KBnByZWZpeBgCIAEoCRIRCglkZWxpbWl0ZXIYAyABKAkSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiZAoTTGlzdE9iamVjdHNSZXNwb25zZRIiCgdvYmplY3RzGAEgAygLMhEuZW5ncmFtLnYxLk9iamVjdBIQCghwcmVmaXhlcxgCIAMoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAkibAoTRGVsZXRlT2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEiAKE2lmX2dlbmVyYXRpb25fbWF0Y2gYAyABKANIAIgBAUIWChRfaWZfZ2VuZXJhdGlvbl9tYXRjaCIWChREZWxldGVPYmplY3RSZXNwb25zZSIUChJMaXN0QnVja2V0c1JlcXVlc3QiOQoTTGlzdEJ1Y2tldHNSZXNwb25zZRIiCgdidWNrZXRzGAEgAygLMhEuZW5ncmFtLnYxLkJ1Y2tldCIgChBHZXRCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiNgoRR2V0QnVja2V0UmVzcG9uc2USIQoGYnVja2V0GAEgASgLMhEuZW5ncmFtLnYxLkJ1Y2tldCIYChZHZXRDYXBhYmlsaXRpZXNSZXF1ZXN0IsMBChdHZXRDYXBhYmlsaXRpZXNSZXNwb25zZRIZChFtYXhfbWVzc2FnZV9ieXRlcxgBIAEoAxIeChZtYXhfdXBsb2FkX2NodW5rX2J5dGVzGAIgASgDEiAKGG1heF9kb3dubG9hZF9jaHVua19ieXRlcxgDIAEoAxIYChBtYXhfb2JqZWN0X2J5dGVzGAQgASgDEhoKEm1heF9saXN0X3BhZ2Vfc2l6ZRgFIAEoBRIVCg1tYXhfa2V5X2J5dGVzGAYgASgFImkKHENyZWF0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhYKCXBhcnRfc2l6ZRgCIAEoA0gAiAEBQgwKCl9wYXJ0X3NpemUijgEKHUNyZWF0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIRCglwYXJ0X3NpemUYAiABKAMSFgoObWF4X3BhcnRfY291bnQYAyABKAUSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuEBChFVcGxvYWRQYXJ0UmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSEwoLcGFydF9udW1iZXIYAiABKAUSEQoEc2l6ZRgDIAEoA0gAiAEBEjYKEmV4cGVjdGVkX2NoZWNrc3VtcxgEIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMSFAoMd3JpdGVfb2Zmc2V0GAUgASgDEiQKBGRhdGEYBiABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGESFAoMZmluaXNoX3dyaXRlGAcgASgIQgcKBV9zaXplIokBCgRQYXJ0EhMKC3BhcnRfbnVtYmVyGAEgASgFEgwKBHNpemUYAiABKAMSLQoJY2hlY2tzdW1zGAMgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAoSVXBsb2FkUGFydFJlc3BvbnNlEh0KBHBhcnQYASABKAsyDy5lbmdyYW0udjEuUGFydBIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJQoQTGlzdFBhcnRzUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiZAoRTGlzdFBhcnRzUmVzcG9uc2USHgoFcGFydHMYASADKAsyDy5lbmdyYW0udjEuUGFydBIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAobTGlzdE11bHRpcGFydFVwbG9hZHNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiowEKD011bHRpcGFydFVwbG9hZBIRCgl1cGxvYWRfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEgsKA2tleRgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImQKHExpc3RNdWx0aXBhcnRVcGxvYWRzUmVzcG9uc2USKwoHdXBsb2FkcxgBIAMoCzIaLmVuZ3JhbS52MS5NdWx0aXBhcnRVcGxvYWQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlMKDUNvbXBsZXRlZFBhcnQSEwoLcGFydF9udW1iZXIYASABKAUSLQoJY2hlY2tzdW1zGAIgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcyKUAQoeQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRInCgVwYXJ0cxgCIAMoCzIYLmVuZ3JhbS52MS5Db21wbGV0ZWRQYXJ0EjYKEmV4cGVjdGVkX2NoZWNrc3VtcxgDIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMiRAofQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0IjAKG0Fib3J0TXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiHgocQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXNwb25zZSJBChpTdGFydFJlc3VtYWJsZVdyaXRlUmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZW5ncmFtLnYxLk9iamVjdFNwZWMiYQobU3RhcnRSZXN1bWFibGVXcml0ZVJlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoXUXVlcnlXcml0ZVN0YXR1c1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIlUKGFF1ZXJ5V3JpdGVTdGF0dXNSZXNwb25zZRIWCg5wZXJzaXN0ZWRfc2l6ZRgBIAEoAxIhCgZvYmplY3QYAiABKAsyES5lbmdyYW0udjEuT2JqZWN0IngKEVdyaXRlQ2h1bmtSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRIUCgx3cml0ZV9vZmZzZXQYAiABKAMSJAoEZGF0YRgDIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YRIUCgxmaW5pc2hfd3JpdGUYBCABKAgiTwoSV3JpdGVDaHVua1Jlc3BvbnNlEhYKDnBlcnNpc3RlZF9zaXplGAEgASgDEiEKBm9iamVjdBgCIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QywgsKDlN0b3JhZ2VTZXJ2aWNlEj8KBlVwbG9hZBIYLmVuZ3JhbS52MS5VcGxvYWRSZXF1ZXN0GhkuZW5ncmFtLnYxLlVwbG9hZFJlc3BvbnNlKAESRQoIRG93bmxvYWQSGi5lbmdyYW0udjEuRG93bmxvYWRSZXF1ZXN0GhsuZW5ncmFtLnYxLkRvd25sb2FkUmVzcG9uc2UwARJGCglHZXRPYmplY3QSGy5lbmdyYW0udjEuR2V0T2JqZWN0UmVxdWVzdBocLmVuZ3JhbS52MS5HZXRPYmplY3RSZXNwb25zZRJMCgtMaXN0T2JqZWN0cxIdLmVuZ3JhbS52MS5MaXN0T2JqZWN0c1JlcXVlc3QaHi5lbmdyYW0udjEuTGlzdE9iamVjdHNSZXNwb25zZRJPCgxEZWxldGVPYmplY3QSHi5lbmdyYW0udjEuRGVsZXRlT2JqZWN0UmVxdWVzdBofLmVuZ3JhbS52MS5EZWxldGVPYmplY3RSZXNwb25zZRJMCgtMaXN0QnVja2V0cxIdLmVuZ3JhbS52MS5MaXN0QnVja2V0c1JlcXVlc3QaHi5lbmdyYW0udjEuTGlzdEJ1Y2tldHNSZXNwb25zZRJGCglHZXRCdWNrZXQSGy5lbmdyYW0udjEuR2V0QnVja2V0UmVxdWVzdBocLmVuZ3JhbS52MS5HZXRCdWNrZXRSZXNwb25zZRJYCg9HZXRDYXBhYmlsaXRpZXMSIS5lbmdyYW0udjEuR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdBoiLmVuZ3JhbS52MS5HZXRDYXBhYmlsaXRpZXNSZXNwb25zZRJqChVDcmVhdGVNdWx0aXBhcnRVcGxvYWQSJy5lbmdyYW0udjEuQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBooLmVuZ3JhbS52MS5DcmVhdGVNdWx0aXBhcnRVcGxvYWRSZXNwb25zZRJLCgpVcGxvYWRQYXJ0EhwuZW5ncmFtLnYxLlVwbG9hZFBhcnRSZXF1ZXN0Gh0uZW5ncmFtLnYxLlVwbG9hZFBhcnRSZXNwb25zZSgBEkYKCUxpc3RQYXJ0cxIbLmVuZ3JhbS52MS5MaXN0UGFydHNSZXF1ZXN0GhwuZW5ncmFtLnYxLkxpc3RQYXJ0c1Jlc3BvbnNlEmcKFExpc3RNdWx0aXBhcnRVcGxvYWRzEiYuZW5ncmFtLnYxLkxpc3RNdWx0aXBhcnRVcGxvYWRzUmVxdWVzdBonLmVuZ3JhbS52MS5MaXN0TXVsdGlwYXJ0VXBsb2Fkc1Jlc3BvbnNlEnAKF0NvbXBsZXRlTXVsdGlwYXJ0VXBsb2FkEikuZW5ncmFtLnYxLkNvbXBsZXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBoqLmVuZ3JhbS52MS5Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEmcKFEFib3J0TXVsdGlwYXJ0VXBsb2FkEiYuZW5ncmFtLnYxLkFib3J0TXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBonLmVuZ3JhbS52MS5BYm9ydE11bHRpcGFydFVwbG9hZFJlc3BvbnNlEmQKE1N0YXJ0UmVzdW1hYmxlV3JpdGUSJS5lbmdyYW0udjEuU3RhcnRSZXN1bWFibGVXcml0ZVJlcXVlc3QaJi5lbmdyYW0udjEuU3RhcnRSZXN1bWFibGVXcml0ZVJlc3BvbnNlElsKEFF1ZXJ5V3JpdGVTdGF0dXMSIi5lbmdyYW0udjEuUXVlcnlXcml0ZVN0YXR1c1JlcXVlc3QaIy5lbmdyYW0udjEuUXVlcnlXcml0ZVN0YXR1c1Jlc3BvbnNlEkkKCldyaXRlQ2h1bmsSHC5lbmdyYW0udjEuV3JpdGVDaHVua1JlcXVlc3QaHS5lbmdyYW0udjEuV3JpdGVDaHVua1Jlc3BvbnNlYgZwcm90bzM", [file_engram_v1_object, file_google_protobuf_timestamp]);
+  fileDesc("Ch9lbmdyYW0vdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEimQEKDVVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCBIRCgl1cGxvYWRfaWQYBSABKAkiSwoOVXBsb2FkUmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdBIWCg5wZXJzaXN0ZWRfc2l6ZRgCIAEoAyJrCg9Eb3dubG9hZFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgDEhMKC3JlYWRfb2Zmc2V0GAQgASgDEhIKCnJlYWRfbGltaXQYBSABKAMiwwEKEERvd25sb2FkUmVzcG9uc2USIwoIbWV0YWRhdGEYASABKAsyES5lbmdyYW0udjEuT2JqZWN0Ei4KDWNvbnRlbnRfcmFuZ2UYAiABKAsyFy5lbmdyYW0udjEuQ29udGVudFJhbmdlEjQKEG9iamVjdF9jaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEiQKBGRhdGEYBCABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGEiQwoQR2V0T2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMiNgoRR2V0T2JqZWN0UmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdCJuChJMaXN0T2JqZWN0c1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEg4KBnByZWZpeBgCIAEoCRIRCglkZWxpbWl0ZXIYAyABKAkSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiZAoTTGlzdE9iamVjdHNSZXNwb25zZRIiCgdvYmplY3RzGAEgAygLMhEuZW5ncmFtLnYxLk9iamVjdBIQCghwcmVmaXhlcxgCIAMoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAkibAoTRGVsZXRlT2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEiAKE2lmX2dlbmVyYXRpb25fbWF0Y2gYAyABKANIAIgBAUIWChRfaWZfZ2VuZXJhdGlvbl9tYXRjaCIWChREZWxldGVPYmplY3RSZXNwb25zZSIUChJMaXN0QnVja2V0c1JlcXVlc3QiOQoTTGlzdEJ1Y2tldHNSZXNwb25zZRIiCgdidWNrZXRzGAEgAygLMhEuZW5ncmFtLnYxLkJ1Y2tldCIgChBHZXRCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiNgoRR2V0QnVja2V0UmVzcG9uc2USIQoGYnVja2V0GAEgASgLMhEuZW5ncmFtLnYxLkJ1Y2tldCIYChZHZXRDYXBhYmlsaXRpZXNSZXF1ZXN0IsMBChdHZXRDYXBhYmlsaXRpZXNSZXNwb25zZRIZChFtYXhfbWVzc2FnZV9ieXRlcxgBIAEoAxIeChZtYXhfdXBsb2FkX2NodW5rX2J5dGVzGAIgASgDEiAKGG1heF9kb3dubG9hZF9jaHVua19ieXRlcxgDIAEoAxIYChBtYXhfb2JqZWN0X2J5dGVzGAQgASgDEhoKEm1heF9saXN0X3BhZ2Vfc2l6ZRgFIAEoBRIVCg1tYXhfa2V5X2J5dGVzGAYgASgFImkKHENyZWF0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhYKCXBhcnRfc2l6ZRgCIAEoA0gAiAEBQgwKCl9wYXJ0X3NpemUijgEKHUNyZWF0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIRCglwYXJ0X3NpemUYAiABKAMSFgoObWF4X3BhcnRfY291bnQYAyABKAUSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuEBChFVcGxvYWRQYXJ0UmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSEwoLcGFydF9udW1iZXIYAiABKAUSEQoEc2l6ZRgDIAEoA0gAiAEBEjYKEmV4cGVjdGVkX2NoZWNrc3VtcxgEIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMSFAoMd3JpdGVfb2Zmc2V0GAUgASgDEiQKBGRhdGEYBiABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGESFAoMZmluaXNoX3dyaXRlGAcgASgIQgcKBV9zaXplIokBCgRQYXJ0EhMKC3BhcnRfbnVtYmVyGAEgASgFEgwKBHNpemUYAiABKAMSLQoJY2hlY2tzdW1zGAMgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAoSVXBsb2FkUGFydFJlc3BvbnNlEh0KBHBhcnQYASABKAsyDy5lbmdyYW0udjEuUGFydBIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi8AEKFlVwbG9hZFBhcnRDaHVua1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEhMKC3BhcnRfbnVtYmVyGAIgASgFEhQKDHdyaXRlX29mZnNldBgDIAEoAxIkCgRkYXRhGAQgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhYKCXBhcnRfc2l6ZRgFIAEoA0gAiAEBEjYKEmV4cGVjdGVkX2NoZWNrc3VtcxgGIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMSFAoMZmluaXNoX3dyaXRlGAcgASgIQgwKCl9wYXJ0X3NpemUigQEKF1VwbG9hZFBhcnRDaHVua1Jlc3BvbnNlEhYKDnBlcnNpc3RlZF9zaXplGAEgASgDEh0KBHBhcnQYAiABKAsyDy5lbmdyYW0udjEuUGFydBIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJQoQTGlzdFBhcnRzUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiZAoRTGlzdFBhcnRzUmVzcG9uc2USHgoFcGFydHMYASADKAsyDy5lbmdyYW0udjEuUGFydBIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAobTGlzdE11bHRpcGFydFVwbG9hZHNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiowEKD011bHRpcGFydFVwbG9hZBIRCgl1cGxvYWRfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEgsKA2tleRgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImQKHExpc3RNdWx0aXBhcnRVcGxvYWRzUmVzcG9uc2USKwoHdXBsb2FkcxgBIAMoCzIaLmVuZ3JhbS52MS5NdWx0aXBhcnRVcGxvYWQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlMKDUNvbXBsZXRlZFBhcnQSEwoLcGFydF9udW1iZXIYASABKAUSLQoJY2hlY2tzdW1zGAIgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcyKUAQoeQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRInCgVwYXJ0cxgCIAMoCzIYLmVuZ3JhbS52MS5Db21wbGV0ZWRQYXJ0EjYKEmV4cGVjdGVkX2NoZWNrc3VtcxgDIAEoCzIaLmVuZ3JhbS52MS5PYmplY3RDaGVja3N1bXMiRAofQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0IjAKG0Fib3J0TXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiHgocQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXNwb25zZSJBChpTdGFydFJlc3VtYWJsZVdyaXRlUmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZW5ncmFtLnYxLk9iamVjdFNwZWMiYQobU3RhcnRSZXN1bWFibGVXcml0ZVJlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoXUXVlcnlXcml0ZVN0YXR1c1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIlUKGFF1ZXJ5V3JpdGVTdGF0dXNSZXNwb25zZRIWCg5wZXJzaXN0ZWRfc2l6ZRgBIAEoAxIhCgZvYmplY3QYAiABKAsyES5lbmdyYW0udjEuT2JqZWN0IngKEVdyaXRlQ2h1bmtSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRIUCgx3cml0ZV9vZmZzZXQYAiABKAMSJAoEZGF0YRgDIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YRIUCgxmaW5pc2hfd3JpdGUYBCABKAgiTwoSV3JpdGVDaHVua1Jlc3BvbnNlEhYKDnBlcnNpc3RlZF9zaXplGAEgASgDEiEKBm9iamVjdBgCIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QynAwKDlN0b3JhZ2VTZXJ2aWNlEj8KBlVwbG9hZBIYLmVuZ3JhbS52MS5VcGxvYWRSZXF1ZXN0GhkuZW5ncmFtLnYxLlVwbG9hZFJlc3BvbnNlKAESRQoIRG93bmxvYWQSGi5lbmdyYW0udjEuRG93bmxvYWRSZXF1ZXN0GhsuZW5ncmFtLnYxLkRvd25sb2FkUmVzcG9uc2UwARJGCglHZXRPYmplY3QSGy5lbmdyYW0udjEuR2V0T2JqZWN0UmVxdWVzdBocLmVuZ3JhbS52MS5HZXRPYmplY3RSZXNwb25zZRJMCgtMaXN0T2JqZWN0cxIdLmVuZ3JhbS52MS5MaXN0T2JqZWN0c1JlcXVlc3QaHi5lbmdyYW0udjEuTGlzdE9iamVjdHNSZXNwb25zZRJPCgxEZWxldGVPYmplY3QSHi5lbmdyYW0udjEuRGVsZXRlT2JqZWN0UmVxdWVzdBofLmVuZ3JhbS52MS5EZWxldGVPYmplY3RSZXNwb25zZRJMCgtMaXN0QnVja2V0cxIdLmVuZ3JhbS52MS5MaXN0QnVja2V0c1JlcXVlc3QaHi5lbmdyYW0udjEuTGlzdEJ1Y2tldHNSZXNwb25zZRJGCglHZXRCdWNrZXQSGy5lbmdyYW0udjEuR2V0QnVja2V0UmVxdWVzdBocLmVuZ3JhbS52MS5HZXRCdWNrZXRSZXNwb25zZRJYCg9HZXRDYXBhYmlsaXRpZXMSIS5lbmdyYW0udjEuR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdBoiLmVuZ3JhbS52MS5HZXRDYXBhYmlsaXRpZXNSZXNwb25zZRJqChVDcmVhdGVNdWx0aXBhcnRVcGxvYWQSJy5lbmdyYW0udjEuQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBooLmVuZ3JhbS52MS5DcmVhdGVNdWx0aXBhcnRVcGxvYWRSZXNwb25zZRJLCgpVcGxvYWRQYXJ0EhwuZW5ncmFtLnYxLlVwbG9hZFBhcnRSZXF1ZXN0Gh0uZW5ncmFtLnYxLlVwbG9hZFBhcnRSZXNwb25zZSgBElgKD1VwbG9hZFBhcnRDaHVuaxIhLmVuZ3JhbS52MS5VcGxvYWRQYXJ0Q2h1bmtSZXF1ZXN0GiIuZW5ncmFtLnYxLlVwbG9hZFBhcnRDaHVua1Jlc3BvbnNlEkYKCUxpc3RQYXJ0cxIbLmVuZ3JhbS52MS5MaXN0UGFydHNSZXF1ZXN0GhwuZW5ncmFtLnYxLkxpc3RQYXJ0c1Jlc3BvbnNlEmcKFExpc3RNdWx0aXBhcnRVcGxvYWRzEiYuZW5ncmFtLnYxLkxpc3RNdWx0aXBhcnRVcGxvYWRzUmVxdWVzdBonLmVuZ3JhbS52MS5MaXN0TXVsdGlwYXJ0VXBsb2Fkc1Jlc3BvbnNlEnAKF0NvbXBsZXRlTXVsdGlwYXJ0VXBsb2FkEikuZW5ncmFtLnYxLkNvbXBsZXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBoqLmVuZ3JhbS52MS5Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEmcKFEFib3J0TXVsdGlwYXJ0VXBsb2FkEiYuZW5ncmFtLnYxLkFib3J0TXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBonLmVuZ3JhbS52MS5BYm9ydE11bHRpcGFydFVwbG9hZFJlc3BvbnNlEmQKE1N0YXJ0UmVzdW1hYmxlV3JpdGUSJS5lbmdyYW0udjEuU3RhcnRSZXN1bWFibGVXcml0ZVJlcXVlc3QaJi5lbmdyYW0udjEuU3RhcnRSZXN1bWFibGVXcml0ZVJlc3BvbnNlElsKEFF1ZXJ5V3JpdGVTdGF0dXMSIi5lbmdyYW0udjEuUXVlcnlXcml0ZVN0YXR1c1JlcXVlc3QaIy5lbmdyYW0udjEuUXVlcnlXcml0ZVN0YXR1c1Jlc3BvbnNlEkkKCldyaXRlQ2h1bmsSHC5lbmdyYW0udjEuV3JpdGVDaHVua1JlcXVlc3QaHS5lbmdyYW0udjEuV3JpdGVDaHVua1Jlc3BvbnNlYgZwcm90bzM", [file_engram_v1_object, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message engram.v1.UploadRequest
@@ -650,6 +650,97 @@ export const UploadPartResponseSchema: GenMessage<UploadPartResponse> = /*@__PUR
   messageDesc(file_engram_v1_storage_service, 20);
 
 /**
+ * @generated from message engram.v1.UploadPartChunkRequest
+ */
+export type UploadPartChunkRequest = Message<"engram.v1.UploadPartChunkRequest"> & {
+  /**
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * 1 to 10000.
+   *
+   * @generated from field: int32 part_number = 2;
+   */
+  partNumber: number;
+
+  /**
+   * Offset of data in the part. Data below the persisted size of the part
+   * is skipped, so a retried chunk does no harm; an offset past it is
+   * rejected.
+   *
+   * @generated from field: int64 write_offset = 3;
+   */
+  writeOffset: bigint;
+
+  /**
+   * @generated from field: engram.v1.ChunkedData data = 4;
+   */
+  data?: ChunkedData | undefined;
+
+  /**
+   * Declared part size; when set, any other length fails the part.
+   *
+   * @generated from field: optional int64 part_size = 5;
+   */
+  partSize?: bigint | undefined;
+
+  /**
+   * Checksums the whole part must have, checked on finish_write.
+   *
+   * @generated from field: engram.v1.ObjectChecksums expected_checksums = 6;
+   */
+  expectedChecksums?: ObjectChecksums | undefined;
+
+  /**
+   * Set on the last chunk of the part: the part is recorded before the
+   * call returns.
+   *
+   * @generated from field: bool finish_write = 7;
+   */
+  finishWrite: boolean;
+};
+
+/**
+ * Describes the message engram.v1.UploadPartChunkRequest.
+ * Use `create(UploadPartChunkRequestSchema)` to create a new message.
+ */
+export const UploadPartChunkRequestSchema: GenMessage<UploadPartChunkRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 21);
+
+/**
+ * @generated from message engram.v1.UploadPartChunkResponse
+ */
+export type UploadPartChunkResponse = Message<"engram.v1.UploadPartChunkResponse"> & {
+  /**
+   * Bytes of the part persisted so far; send the next chunk at this offset.
+   *
+   * @generated from field: int64 persisted_size = 1;
+   */
+  persistedSize: bigint;
+
+  /**
+   * The recorded part, once finish_write was sent.
+   *
+   * @generated from field: engram.v1.Part part = 2;
+   */
+  part?: Part | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message engram.v1.UploadPartChunkResponse.
+ * Use `create(UploadPartChunkResponseSchema)` to create a new message.
+ */
+export const UploadPartChunkResponseSchema: GenMessage<UploadPartChunkResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 22);
+
+/**
  * @generated from message engram.v1.ListPartsRequest
  */
 export type ListPartsRequest = Message<"engram.v1.ListPartsRequest"> & {
@@ -664,7 +755,7 @@ export type ListPartsRequest = Message<"engram.v1.ListPartsRequest"> & {
  * Use `create(ListPartsRequestSchema)` to create a new message.
  */
 export const ListPartsRequestSchema: GenMessage<ListPartsRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 21);
+  messageDesc(file_engram_v1_storage_service, 23);
 
 /**
  * @generated from message engram.v1.ListPartsResponse
@@ -686,7 +777,7 @@ export type ListPartsResponse = Message<"engram.v1.ListPartsResponse"> & {
  * Use `create(ListPartsResponseSchema)` to create a new message.
  */
 export const ListPartsResponseSchema: GenMessage<ListPartsResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 22);
+  messageDesc(file_engram_v1_storage_service, 24);
 
 /**
  * @generated from message engram.v1.ListMultipartUploadsRequest
@@ -724,7 +815,7 @@ export type ListMultipartUploadsRequest = Message<"engram.v1.ListMultipartUpload
  * Use `create(ListMultipartUploadsRequestSchema)` to create a new message.
  */
 export const ListMultipartUploadsRequestSchema: GenMessage<ListMultipartUploadsRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 23);
+  messageDesc(file_engram_v1_storage_service, 25);
 
 /**
  * A multipart upload in progress.
@@ -763,7 +854,7 @@ export type MultipartUpload = Message<"engram.v1.MultipartUpload"> & {
  * Use `create(MultipartUploadSchema)` to create a new message.
  */
 export const MultipartUploadSchema: GenMessage<MultipartUpload> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 24);
+  messageDesc(file_engram_v1_storage_service, 26);
 
 /**
  * @generated from message engram.v1.ListMultipartUploadsResponse
@@ -787,7 +878,7 @@ export type ListMultipartUploadsResponse = Message<"engram.v1.ListMultipartUploa
  * Use `create(ListMultipartUploadsResponseSchema)` to create a new message.
  */
 export const ListMultipartUploadsResponseSchema: GenMessage<ListMultipartUploadsResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 25);
+  messageDesc(file_engram_v1_storage_service, 27);
 
 /**
  * A part to join, in CompleteMultipartUploadRequest.
@@ -814,7 +905,7 @@ export type CompletedPart = Message<"engram.v1.CompletedPart"> & {
  * Use `create(CompletedPartSchema)` to create a new message.
  */
 export const CompletedPartSchema: GenMessage<CompletedPart> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 26);
+  messageDesc(file_engram_v1_storage_service, 28);
 
 /**
  * @generated from message engram.v1.CompleteMultipartUploadRequest
@@ -846,7 +937,7 @@ export type CompleteMultipartUploadRequest = Message<"engram.v1.CompleteMultipar
  * Use `create(CompleteMultipartUploadRequestSchema)` to create a new message.
  */
 export const CompleteMultipartUploadRequestSchema: GenMessage<CompleteMultipartUploadRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 27);
+  messageDesc(file_engram_v1_storage_service, 29);
 
 /**
  * @generated from message engram.v1.CompleteMultipartUploadResponse
@@ -863,7 +954,7 @@ export type CompleteMultipartUploadResponse = Message<"engram.v1.CompleteMultipa
  * Use `create(CompleteMultipartUploadResponseSchema)` to create a new message.
  */
 export const CompleteMultipartUploadResponseSchema: GenMessage<CompleteMultipartUploadResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 28);
+  messageDesc(file_engram_v1_storage_service, 30);
 
 /**
  * @generated from message engram.v1.AbortMultipartUploadRequest
@@ -880,7 +971,7 @@ export type AbortMultipartUploadRequest = Message<"engram.v1.AbortMultipartUploa
  * Use `create(AbortMultipartUploadRequestSchema)` to create a new message.
  */
 export const AbortMultipartUploadRequestSchema: GenMessage<AbortMultipartUploadRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 29);
+  messageDesc(file_engram_v1_storage_service, 31);
 
 /**
  * @generated from message engram.v1.AbortMultipartUploadResponse
@@ -893,7 +984,7 @@ export type AbortMultipartUploadResponse = Message<"engram.v1.AbortMultipartUplo
  * Use `create(AbortMultipartUploadResponseSchema)` to create a new message.
  */
 export const AbortMultipartUploadResponseSchema: GenMessage<AbortMultipartUploadResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 30);
+  messageDesc(file_engram_v1_storage_service, 32);
 
 /**
  * @generated from message engram.v1.StartResumableWriteRequest
@@ -912,7 +1003,7 @@ export type StartResumableWriteRequest = Message<"engram.v1.StartResumableWriteR
  * Use `create(StartResumableWriteRequestSchema)` to create a new message.
  */
 export const StartResumableWriteRequestSchema: GenMessage<StartResumableWriteRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 31);
+  messageDesc(file_engram_v1_storage_service, 33);
 
 /**
  * @generated from message engram.v1.StartResumableWriteResponse
@@ -937,7 +1028,7 @@ export type StartResumableWriteResponse = Message<"engram.v1.StartResumableWrite
  * Use `create(StartResumableWriteResponseSchema)` to create a new message.
  */
 export const StartResumableWriteResponseSchema: GenMessage<StartResumableWriteResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 32);
+  messageDesc(file_engram_v1_storage_service, 34);
 
 /**
  * @generated from message engram.v1.QueryWriteStatusRequest
@@ -954,7 +1045,7 @@ export type QueryWriteStatusRequest = Message<"engram.v1.QueryWriteStatusRequest
  * Use `create(QueryWriteStatusRequestSchema)` to create a new message.
  */
 export const QueryWriteStatusRequestSchema: GenMessage<QueryWriteStatusRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 33);
+  messageDesc(file_engram_v1_storage_service, 35);
 
 /**
  * @generated from message engram.v1.QueryWriteStatusResponse
@@ -980,7 +1071,7 @@ export type QueryWriteStatusResponse = Message<"engram.v1.QueryWriteStatusRespon
  * Use `create(QueryWriteStatusResponseSchema)` to create a new message.
  */
 export const QueryWriteStatusResponseSchema: GenMessage<QueryWriteStatusResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 34);
+  messageDesc(file_engram_v1_storage_service, 36);
 
 /**
  * @generated from message engram.v1.WriteChunkRequest
@@ -1016,7 +1107,7 @@ export type WriteChunkRequest = Message<"engram.v1.WriteChunkRequest"> & {
  * Use `create(WriteChunkRequestSchema)` to create a new message.
  */
 export const WriteChunkRequestSchema: GenMessage<WriteChunkRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 35);
+  messageDesc(file_engram_v1_storage_service, 37);
 
 /**
  * @generated from message engram.v1.WriteChunkResponse
@@ -1040,7 +1131,7 @@ export type WriteChunkResponse = Message<"engram.v1.WriteChunkResponse"> & {
  * Use `create(WriteChunkResponseSchema)` to create a new message.
  */
 export const WriteChunkResponseSchema: GenMessage<WriteChunkResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 36);
+  messageDesc(file_engram_v1_storage_service, 38);
 
 /**
  * Stores and serves objects. Errors use fixed codes. NOT_FOUND: a missing
@@ -1157,6 +1248,19 @@ export const StorageService: GenService<{
     methodKind: "client_streaming";
     input: typeof UploadPartRequestSchema;
     output: typeof UploadPartResponseSchema;
+  },
+  /**
+   * Stores one chunk of a part with a unary call, for clients that cannot
+   * stream a request body, such as browsers. The chunk is persisted when
+   * the call returns, so consecutive chunks may go to different replicas.
+   * The call with finish_write records the part.
+   *
+   * @generated from rpc engram.v1.StorageService.UploadPartChunk
+   */
+  uploadPartChunk: {
+    methodKind: "unary";
+    input: typeof UploadPartChunkRequestSchema;
+    output: typeof UploadPartChunkResponseSchema;
   },
   /**
    * Lists the parts the server stores for an upload, by part number.
