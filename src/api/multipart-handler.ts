@@ -121,6 +121,7 @@ export function createMultipartHandler(multipart: MultipartService, partChunks: 
       const facts = callFactsOf(ctx.values);
       facts.bucket = object.bucket;
       facts.bytes = object.size;
+      facts.committedSize = object.size;
       return { object: objectToProto(object) };
     },
 

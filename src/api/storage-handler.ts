@@ -65,6 +65,7 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
 
       const object = await uploads.upload(spec, chunksOf(first.value, iterator, ctx.signal), ctx.signal);
       facts.bytes = object.size;
+      facts.committedSize = object.size;
       return { object: objectToProto(object) };
     },
 
