@@ -22,8 +22,8 @@ export function randomChunks(seed: string, size: number, chunkBytes: number): Ge
 export function* randomChunksAt(seed: string, start: number, size: number, chunkBytes: number): Generator<Buffer> {
   if (start % AES_BLOCK_BYTES !== 0) throw new Error(`start ${start} is not a multiple of ${AES_BLOCK_BYTES}`);
   const key = createHash("sha256").update(seed).digest().subarray(0, 16);
-  // CTR mode encrypts counter blocks IV, IV+1, ...: starting the counter at
-  // start/16 yields the keystream from byte `start` on.
+  // CTR mode encrypts the counter blocks IV, IV+1 and so on, so a counter
+  // that starts at start/16 yields the keystream from byte `start` on.
   const counter = Buffer.alloc(AES_BLOCK_BYTES);
   counter.writeBigUInt64BE(BigInt(start / AES_BLOCK_BYTES), 8);
   const cipher = createCipheriv("aes-128-ctr", key, counter);
