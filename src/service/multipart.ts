@@ -27,10 +27,11 @@ import type { BlobHeaders, BlobRef, BlobStore } from "../blob/blob-store.js";
 import type { MetadataStore, ObjectRecord, PartRecord, UploadSessionRecord } from "../metadata/metadata-store.js";
 import { abortable } from "./abortable.js";
 import { requireBucket } from "./buckets.js";
-import { ObjectHasher, crc32cOf, etagOf } from "./checksum.js";
+import { ObjectHasher, crc32cOf } from "./checksum.js";
 import { StorageError, invalidArgument, notFound } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { validateBucketName } from "./names.js";
+import { newObjectOf } from "./new-object.js";
 import { checkPreconditionEarly, validateUploadSpec, verifyChecksums, type UploadChunk, type UploadSpec } from "./upload.js";
 
 const MiB = 1024 * 1024;
@@ -227,25 +228,7 @@ export class MultipartService {
       }
       signal?.throwIfAborted();
 
-      return await this.metadata.completeUpload(
-        uploadId,
-        parts,
-        {
-          bucket: session.bucket,
-          key: session.key,
-          generation: session.generation,
-          versionId: ref.versionId,
-          size,
-          contentType: spec.contentType,
-          storageClass: spec.storageClass,
-          metadata: spec.metadata,
-          tags: spec.tags,
-          sha256,
-          crc32c,
-          etag: etagOf(sha256),
-        },
-        spec.ifGenerationMatch,
-      );
+      return await this.metadata.completeUpload(uploadId, parts, newObjectOf(ref, headers), spec.ifGenerationMatch);
     } catch (err) {
       await discard();
       throw err;
