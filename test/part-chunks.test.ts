@@ -101,6 +101,10 @@ describe.each(backends)("part chunks on $name", (backend) => {
     const again = await client.uploadPartChunk({ uploadId, partNumber: 1, writeOffset: 0n, data: { content: part.subarray(0, 3 * MiB) } });
     expect(again.persistedSize).toBe(BigInt(3 * MiB));
     expect(await partBlobNames(engram, BUCKET)).toEqual(blobsBefore);
+    // A call without data returns where to resume.
+    const status = await client.uploadPartChunk({ uploadId, partNumber: 1, writeOffset: 0n });
+    expect(status.persistedSize).toBe(BigInt(3 * MiB));
+    expect(status.part).toBeUndefined();
 
     // A chunk that overlaps the persisted size stores only its new bytes.
     const overlap = await client.uploadPartChunk({ uploadId, partNumber: 1, writeOffset: BigInt(2 * MiB), data: { content: part.subarray(2 * MiB, 4 * MiB) } });

@@ -667,8 +667,8 @@ export type UploadPartChunkRequest = Message<"engram.v1.UploadPartChunkRequest">
 
   /**
    * Offset of data in the part. Data below the persisted size of the part
-   * is skipped, so a retried chunk does no harm; an offset past it is
-   * rejected.
+   * is skipped, so a retried chunk does no harm, and a call without data
+   * at offset 0 returns the persisted size. An offset past it is rejected.
    *
    * @generated from field: int64 write_offset = 3;
    */
