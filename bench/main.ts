@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { cleanupAll } from "./lib/cleanup.js";
 import { describeEnvironment } from "./lib/environment.js";
 import { REPO_ROOT } from "./lib/paths.js";
+import { writeBetweenMarkers } from "./lib/results-file.js";
 import { writeRandomFile } from "./lib/random-data.js";
 import { GiB, MiB } from "./lib/stats.js";
 import { findOrInstallGhz, findOrInstallMinio, GHZ_VERSION, ToolMissingError, versionOf } from "./lib/tools.js";
@@ -220,7 +221,7 @@ async function main(): Promise<number> {
     skipped,
     failed,
   });
-  await writeResults(out, report);
+  await writeBetweenMarkers(out, report, RESULTS_START, RESULTS_END, "Engram benchmark results");
   await writeFile(join(tmpdir(), "engram-bench-last.json"), JSON.stringify({ streaming, minio, smallOps, load, memory, environment }, null, 2));
   log("");
   log(report);
@@ -264,18 +265,6 @@ async function randomFile(path: string, seed: string, size: number): Promise<Dat
 }
 
 /** Writes the results between the markers of an existing page, or a new page with the results alone. */
-async function writeResults(path: string, report: string): Promise<void> {
-  const existing = await readFile(path, "utf8").catch(() => undefined);
-  const block = `${RESULTS_START}\n${report}${RESULTS_END}`;
-  if (existing === undefined || !existing.includes(RESULTS_START) || !existing.includes(RESULTS_END)) {
-    await writeFile(path, `# Engram benchmark results\n\n${block}\n`);
-    return;
-  }
-  const before = existing.slice(0, existing.indexOf(RESULTS_START));
-  const after = existing.slice(existing.indexOf(RESULTS_END) + RESULTS_END.length);
-  await writeFile(path, `${before}${block}${after}`);
-}
-
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
     log(`${signal}: stopping the servers the benchmark started`);

@@ -51,7 +51,7 @@ export function renderReport(results: RunResults): string {
   lines.push(`## Results (${mode})`, "");
   lines.push(`Run from ${results.startedAt.toISOString()} to ${results.finishedAt.toISOString()} with:`, "");
   lines.push("```sh", results.command, "```", "");
-  lines.push(...renderEnvironment(results), "");
+  lines.push(...renderEnvironment(results.environment, results.loadAverageAtEnd), "");
   lines.push(...renderTargets(results), "");
   if (results.streaming) lines.push(...renderStreaming(results.streaming), "");
   if (results.minio) lines.push(...renderMinio(results.minio), "");
@@ -63,8 +63,8 @@ export function renderReport(results: RunResults): string {
   return `${lines.join("\n").trimEnd()}\n`;
 }
 
-function renderEnvironment(results: RunResults): string[] {
-  const { environment: env } = results;
+/** Renders the machine and version table of a run. */
+export function renderEnvironment(env: Environment, loadAverageAtEnd: string): string[] {
   const lines = [
     "### Machine and versions",
     "",
@@ -73,7 +73,7 @@ function renderEnvironment(results: RunResults): string[] {
     `| CPU | ${env.cpu}, ${env.cores} cores |`,
     `| memory | ${env.memory} |`,
     `| system | ${env.kernel} |`,
-    `| load average (1, 5, 15 min) | ${env.loadAverageAtStart} at the start, ${results.loadAverageAtEnd} at the end |`,
+    `| load average (1, 5, 15 min) | ${env.loadAverageAtStart} at the start, ${loadAverageAtEnd} at the end |`,
     `| Node.js | ${env.node} |`,
     `| Engram commit | ${env.commit} |`,
   ];

@@ -41,6 +41,8 @@ export interface Config {
   readonly lifecycleIntervalMs: number;
   /** How long in-flight calls may run on after SIGTERM. */
   readonly shutdownGraceMs: number;
+  /** How long a multipart or resumable upload lives after its creation or its latest stored data. */
+  readonly uploadExpiryMs: number;
   /** Store for bytes: the local filesystem, or an S3-compatible store. */
   readonly blobStore: "fs" | "s3";
   /** Store for metadata: embedded PGlite, or a PostgreSQL server. */
@@ -185,6 +187,7 @@ function buildConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVar
     readFlushIntervalMs: integer(env, "ENGRAM_READ_FLUSH_SECONDS", 5, 1, 3600) * 1000,
     lifecycleIntervalMs: integer(env, "ENGRAM_LIFECYCLE_INTERVAL_SECONDS", 3600, 1, 86_400) * 1000,
     shutdownGraceMs: integer(env, "ENGRAM_SHUTDOWN_GRACE_SECONDS", 30, 0, 3600) * 1000,
+    uploadExpiryMs: integer(env, "ENGRAM_UPLOAD_EXPIRY_SECONDS", 86_400, 1, 30 * 86_400) * 1000,
     blobStore: oneOf(env, "ENGRAM_BLOB_STORE", "fs", ["fs", "s3"]) as "fs" | "s3",
     metadataStore: oneOf(env, "ENGRAM_METADATA_STORE", "pglite", ["pglite", "postgres"]) as "pglite" | "postgres",
     s3: Object.freeze(readS3Config(env, fromVault)),

@@ -48,7 +48,8 @@ import { MAX_KEY_BYTES } from "./service/names.js";
 import { LifecycleWorker, systemClock, type Clock } from "./service/lifecycle-worker.js";
 import { ReadCounter } from "./service/read-counter.js";
 import { RestoreService } from "./service/restore.js";
-import { DEFAULT_UPLOAD_EXPIRY_MS, MultipartService } from "./service/multipart.js";
+import { MultipartService } from "./service/multipart.js";
+import { PartChunkService } from "./service/part-chunks.js";
 import { ResumableService } from "./service/resumable.js";
 import { UploadSweeper } from "./service/upload-sweeper.js";
 import { UploadService } from "./service/upload.js";
@@ -89,8 +90,6 @@ export interface StartOptions {
   readonly blobs?: BlobStore;
   readonly metadata?: MetadataStore;
   readonly authorizer?: Authorizer;
-  /** Lifetime of a multipart upload after its latest part, in milliseconds; tests shorten it. */
-  readonly uploadExpiryMs?: number;
   /** Clock of the lifecycle worker; tests move it forward instead of waiting. */
   readonly clock?: Clock;
   /** Versions or uploads per lifecycle batch; tests make it small. */
@@ -153,9 +152,10 @@ async function startServices(
   const signingKeys = await loadSigningKeys(config, log);
   const signer = new UrlSigner(signingKeys);
   let publicUrl = config.publicUrl;
-  const multipart = new MultipartService(timedMetadata, timedBlobs, limits, options.uploadExpiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS);
+  const multipart = new MultipartService(timedMetadata, timedBlobs, limits, config.uploadExpiryMs);
+  const partChunks = new PartChunkService(timedMetadata, timedBlobs, limits, multipart, config.uploadExpiryMs);
   const presign = new PresignService(timedMetadata, timedBlobs, signer, signingKeys[0]!, () => publicUrl, multipart);
-  const resumable = new ResumableService(timedMetadata, timedBlobs, limits, multipart, options.uploadExpiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS);
+  const resumable = new ResumableService(timedMetadata, timedBlobs, limits, multipart, config.uploadExpiryMs);
   const uploadSweeper = new UploadSweeper(timedMetadata, log);
   const buckets = new BucketService(timedMetadata, timedBlobs, log);
   const restores = new RestoreService(timedMetadata, timedBlobs);
@@ -170,7 +170,7 @@ async function startServices(
   const calls = new CallTracker();
 
   const routes = (router: ConnectRouter): void => {
-    registerStorageService(router, { uploads, downloads, catalog, multipart, resumable, buckets, restores, authorizer: options.authorizer ?? allowAll, limits });
+    registerStorageService(router, { uploads, downloads, catalog, multipart, partChunks, resumable, buckets, restores, authorizer: options.authorizer ?? allowAll, limits });
     registerHealth(router, health);
     registerPresignService(router, presign, options.authorizer ?? allowAll, metrics);
     registerReflection(router, [file_engram_v1_storage_service, file_engram_v1_presign_service, file_grpc_health_v1_health] as DescFile[]);

@@ -67,6 +67,7 @@ describe("engram config check", () => {
     expect(printed.s3.accessKey).toBe("AKIA<redacted>");
     expect(printed.s3.secretKey).toBe("<redacted>");
     expect(printed.s3.partsInFlight).toBe(4);
+    expect(printed.uploadExpiryMs).toBe(86_400_000);
     expect(printed.postgres.url).toBe("postgres://engram:<redacted>@db:5432/engram?sslmode=require&password=<redacted>");
     expect(printed.postgres.password).toBe("<redacted>");
     expect(printed.postgres.poolSize).toBe(10);

@@ -20,6 +20,7 @@ describe("readConfig", () => {
     expect(config.buckets).toEqual([...DEFAULT_BUCKETS]);
     expect(config.corsOrigins).toEqual([]);
     expect(config.maxObjectBytes).toBe(5 * 1024 ** 4);
+    expect(config.uploadExpiryMs).toBe(24 * 60 * 60 * 1000);
     expect(Object.isFrozen(config)).toBe(true);
   });
 
@@ -41,6 +42,7 @@ describe("readConfig", () => {
       ENGRAM_SHUTDOWN_GRACE_SECONDS: "3",
       ENGRAM_HEALTH_INTERVAL_MS: "300",
       ENGRAM_METRICS_PORT: "9101",
+      ENGRAM_UPLOAD_EXPIRY_SECONDS: "600",
     });
     expect(config.host).toBe("0.0.0.0");
     expect(config.port).toBe(9100);
@@ -53,6 +55,7 @@ describe("readConfig", () => {
     expect(config.shutdownGraceMs).toBe(3000);
     expect(config.healthIntervalMs).toBe(300);
     expect(config.metricsPort).toBe(9101);
+    expect(config.uploadExpiryMs).toBe(600_000);
   });
 
   it.each([
@@ -62,6 +65,9 @@ describe("readConfig", () => {
     ["ENGRAM_LOG_FORMAT", "xml", /ENGRAM_LOG_FORMAT.*use one of json, pretty/],
     ["ENGRAM_BUCKETS", "Bad_Bucket", /ENGRAM_BUCKETS: bucket name "Bad_Bucket" is invalid/],
     ["ENGRAM_MAX_UPLOAD_CHUNK_BYTES", "10", /ENGRAM_MAX_UPLOAD_CHUNK_BYTES=10 is out of range/],
+    ["ENGRAM_UPLOAD_EXPIRY_SECONDS", "0", /ENGRAM_UPLOAD_EXPIRY_SECONDS=0 is out of range: set it to an integer from 1 to 2592000/],
+    ["ENGRAM_UPLOAD_EXPIRY_SECONDS", "2592001", /ENGRAM_UPLOAD_EXPIRY_SECONDS=2592001 is out of range/],
+    ["ENGRAM_UPLOAD_EXPIRY_SECONDS", "1d", /ENGRAM_UPLOAD_EXPIRY_SECONDS="1d" is not a whole number/],
   ])("%s=%s is rejected", (name, value, message) => {
     expect(() => readConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => readConfig({ [name]: value })).toThrow(message);

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { startTestEngram, storageClient, type TestEngram } from "./support/engram.js";
 import { download, random, upload } from "./support/objects.js";
+import { waitFor } from "./support/wait.js";
 
 let engram: TestEngram;
 let text: string;
@@ -98,5 +99,55 @@ describe("health endpoints", () => {
 
   it("unknown path is 404", async () => {
     expect((await fetch(`${engram.metricsUrl}/nope`)).status).toBe(404);
+  });
+});
+
+describe("upload metrics of multipart and resumable uploads", () => {
+  async function scrape(name: string): Promise<number | undefined> {
+    text = await (await fetch(`${engram.metricsUrl}/metrics`)).text();
+    return sample(name);
+  }
+
+  it("completed multipart upload counts", async () => {
+    const client = storageClient("connect", engram.url);
+    const { uploadId } = await client.createMultipartUpload({ spec: { bucket: "mnemos-artifacts", key: "metrics/multipart.bin" } });
+    await client.uploadPartChunk({ uploadId, partNumber: 1, writeOffset: 0n, data: { content: random(1000) }, finishWrite: true });
+    expect(await scrape('engram_uploads_total{bucket="mnemos-artifacts"}')).toBeUndefined();
+
+    await client.completeMultipartUpload({ uploadId, parts: [{ partNumber: 1 }] });
+    expect(await scrape('engram_uploads_total{bucket="mnemos-artifacts"}')).toBe(1);
+    expect(sample('engram_uploads_bytes_total{bucket="mnemos-artifacts"}')).toBe(1000);
+  });
+
+  it("finished resumable upload counts once", async () => {
+    const client = storageClient("connect", engram.url);
+    const { uploadId } = await client.startResumableWrite({ spec: { bucket: "mnemos-backups", key: "metrics/resumable.bin" } });
+    await client.writeChunk({ uploadId, writeOffset: 0n, data: { content: random(300) } });
+    expect(await scrape('engram_uploads_total{bucket="mnemos-backups"}')).toBeUndefined();
+
+    await client.writeChunk({ uploadId, writeOffset: 300n, finishWrite: true });
+    // A retried finish returns the object without counting it again.
+    await client.writeChunk({ uploadId, writeOffset: 300n, finishWrite: true });
+    expect(await scrape('engram_uploads_total{bucket="mnemos-backups"}')).toBe(1);
+    expect(sample('engram_uploads_bytes_total{bucket="mnemos-backups"}')).toBe(300);
+  });
+
+  it("part upload counts as active", async () => {
+    const client = storageClient("grpc", engram.url);
+    const { uploadId } = await client.createMultipartUpload({ spec: { bucket: "mnemos-artifacts", key: "metrics/active.bin" } });
+    let release = (): void => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    async function* messages() {
+      yield { uploadId, partNumber: 1 };
+      yield { writeOffset: 0n, data: { content: random(100) } };
+      await gate;
+      yield { writeOffset: 100n, finishWrite: true };
+    }
+
+    const part = client.uploadPart(messages());
+    await waitFor(async () => (await scrape("engram_active_uploads")) === 1, "the part upload to count as active", 5000);
+    release();
+    expect((await part).part?.size).toBe(100n);
+    expect(await scrape("engram_active_uploads")).toBe(0);
   });
 });

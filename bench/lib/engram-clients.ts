@@ -71,10 +71,16 @@ class WideWindowSessionManager extends Http2SessionManager {
   }
 }
 
-type StorageClient = Client<typeof StorageService>;
+export type StorageClient = Client<typeof StorageService>;
 
 /** Connect-ES client over the gRPC protocol on one HTTP/2 connection. */
 export function connectGrpcClient(baseUrl: string): EngramClient {
+  const { client, close } = createGrpcStorageClient(baseUrl);
+  return connectEsClient("gRPC, Connect-ES", client, close);
+}
+
+/** Generated Connect-ES StorageService client over gRPC on one HTTP/2 connection of its own, with the wide windows. */
+export function createGrpcStorageClient(baseUrl: string): { client: StorageClient; close: () => void } {
   const sessionManager = new WideWindowSessionManager(baseUrl, {}, {
     settings: { initialWindowSize: HTTP2_WINDOW_BYTES },
     // Megabytes: room for a full connection window plus queued writes.
@@ -87,7 +93,7 @@ export function connectGrpcClient(baseUrl: string): EngramClient {
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
   });
-  return connectEsClient("gRPC, Connect-ES", createClient(StorageService, transport), () => sessionManager.abort());
+  return { client: createClient(StorageService, transport), close: () => sessionManager.abort() };
 }
 
 /** Connect-ES client over the Connect protocol on HTTP/1.1, as curl and browsers use it. */

@@ -8,12 +8,25 @@ import { createCipheriv, createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { once } from "node:events";
 
-const ZERO_IV = Buffer.alloc(16);
+const AES_BLOCK_BYTES = 16;
 
 /** Yields `size` pseudo-random bytes for `seed` in chunks of `chunkBytes` (the last may be shorter). */
-export function* randomChunks(seed: string, size: number, chunkBytes: number): Generator<Buffer> {
+export function randomChunks(seed: string, size: number, chunkBytes: number): Generator<Buffer> {
+  return randomChunksAt(seed, 0, size, chunkBytes);
+}
+
+/**
+ * Yields the `size` bytes of the stream of `seed` that start at `start`, a
+ * multiple of 16, so that parts of one object can be generated apart.
+ */
+export function* randomChunksAt(seed: string, start: number, size: number, chunkBytes: number): Generator<Buffer> {
+  if (start % AES_BLOCK_BYTES !== 0) throw new Error(`start ${start} is not a multiple of ${AES_BLOCK_BYTES}`);
   const key = createHash("sha256").update(seed).digest().subarray(0, 16);
-  const cipher = createCipheriv("aes-128-ctr", key, ZERO_IV);
+  // CTR mode encrypts the counter blocks IV, IV+1 and so on, so a counter
+  // that starts at start/16 yields the keystream from byte `start` on.
+  const counter = Buffer.alloc(AES_BLOCK_BYTES);
+  counter.writeBigUInt64BE(BigInt(start / AES_BLOCK_BYTES), 8);
+  const cipher = createCipheriv("aes-128-ctr", key, counter);
   const zeros = Buffer.alloc(chunkBytes);
   for (let offset = 0; offset < size; offset += chunkBytes) {
     const length = Math.min(chunkBytes, size - offset);

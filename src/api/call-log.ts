@@ -11,6 +11,8 @@ export interface CallFacts {
   bytes?: number;
   /** Remote address and port, set from the HTTP request. */
   peer?: string;
+  /** Size of the object that the call committed, if it committed one. */
+  committedSize?: number;
 }
 
 export const callFactsKey = createContextKey<CallFacts | undefined>(undefined);
@@ -20,8 +22,11 @@ export function callFactsOf(values: { get(key: typeof callFactsKey): CallFacts |
   return values.get(callFactsKey) ?? {};
 }
 
-const UPLOAD = "engram.v1.StorageService/Upload";
 const DOWNLOAD = "engram.v1.StorageService/Download";
+/** Calls that carry object or part data, counted in engram_active_uploads while they run. */
+const DATA_UPLOAD_RPCS: ReadonlySet<string> = new Set(
+  ["Upload", "UploadPart", "UploadPartChunk", "WriteChunk"].map((method) => `engram.v1.StorageService/${method}`),
+);
 
 /**
  * Calls in progress. At shutdown the server stops taking new calls and
@@ -87,8 +92,9 @@ export function callLogInterceptor(log: Logger, metrics: Metrics, calls: CallTra
     const facts = req.contextValues.get(callFactsKey) ?? {};
     req.contextValues.set(callFactsKey, facts);
     const protocol = protocolOf(req.header.get("content-type"));
+    const uploading = DATA_UPLOAD_RPCS.has(rpc);
     calls.begin();
-    if (rpc === UPLOAD) metrics.activeUploads.inc();
+    if (uploading) metrics.activeUploads.inc();
 
     let logged = false;
     const finish = (err: unknown): ConnectError | undefined => {
@@ -96,7 +102,7 @@ export function callLogInterceptor(log: Logger, metrics: Metrics, calls: CallTra
       if (logged) return error;
       logged = true;
       calls.end();
-      if (rpc === UPLOAD) metrics.activeUploads.dec();
+      if (uploading) metrics.activeUploads.dec();
       count(metrics, rpc, facts, error);
 
       const entry = {
@@ -157,9 +163,9 @@ function count(metrics: Metrics, rpc: string, facts: CallFacts, error: ConnectEr
     metrics.failedOperationsTotal.inc({ operation: rpc.slice(rpc.indexOf("/") + 1), code: Code[error.code] });
     return;
   }
-  if (rpc === UPLOAD) {
+  if (facts.committedSize !== undefined) {
     metrics.uploadsTotal.inc({ bucket });
-    metrics.uploadsBytesTotal.inc({ bucket }, facts.bytes ?? 0);
+    metrics.uploadsBytesTotal.inc({ bucket }, facts.committedSize);
   } else if (rpc === DOWNLOAD) {
     metrics.downloadsTotal.inc({ bucket });
   }

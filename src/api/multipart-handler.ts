@@ -7,6 +7,7 @@ import { PartSchema, type Part, type StorageService, type UploadPartRequest } fr
 import type { PartRecord } from "../metadata/metadata-store.js";
 import { StorageError, invalidArgument } from "../service/errors.js";
 import { MAX_PART_NUMBER, type MultipartService } from "../service/multipart.js";
+import type { PartChunkService } from "../service/part-chunks.js";
 import type { UploadChunk } from "../service/upload.js";
 import type { Authorizer } from "./authorize.js";
 import { callFactsOf } from "./call-log.js";
@@ -14,11 +15,11 @@ import { numberFromInt64, objectToProto, sha256FromProto, uploadSpecFromProto } 
 
 type MultipartMethods = Pick<
   ServiceImpl<typeof StorageService>,
-  "createMultipartUpload" | "uploadPart" | "listParts" | "listMultipartUploads" | "completeMultipartUpload" | "abortMultipartUpload"
+  "createMultipartUpload" | "uploadPart" | "uploadPartChunk" | "listParts" | "listMultipartUploads" | "completeMultipartUpload" | "abortMultipartUpload"
 >;
 
 /** Handlers of the multipart RPCs: convert, authorize, call the multipart service. */
-export function createMultipartHandler(multipart: MultipartService, authorizer: Authorizer): MultipartMethods {
+export function createMultipartHandler(multipart: MultipartService, partChunks: PartChunkService, authorizer: Authorizer): MultipartMethods {
   return {
     async createMultipartUpload(request, ctx) {
       if (request.spec === undefined) {
@@ -65,6 +66,31 @@ export function createMultipartHandler(multipart: MultipartService, authorizer: 
       return { part: partToProto(part), expireTime: timestampFromDate(expiresAt) };
     },
 
+    async uploadPartChunk(request, ctx) {
+      await authorizer.authorize(ctx, "object.write");
+      const data = request.data?.content ?? new Uint8Array(0);
+      const status = await partChunks.write(
+        {
+          uploadId: request.uploadId,
+          partNumber: request.partNumber,
+          size: request.partSize === undefined ? undefined : numberFromInt64(request.partSize, "part_size"),
+          expectedSha256: sha256FromProto(request.expectedChecksums),
+          expectedCrc32c: request.expectedChecksums?.crc32c,
+          writeOffset: numberFromInt64(request.writeOffset, "write_offset"),
+          data,
+          crc32c: request.data?.crc32c,
+          finishWrite: request.finishWrite,
+        },
+        ctx.signal,
+      );
+      callFactsOf(ctx.values).bytes = data.byteLength;
+      return {
+        persistedSize: BigInt(status.persistedSize),
+        ...(status.part ? { part: partToProto(status.part) } : {}),
+        expireTime: timestampFromDate(status.expiresAt),
+      };
+    },
+
     async listParts(request, ctx) {
       await authorizer.authorize(ctx, "object.write");
       const { parts, expiresAt } = await multipart.listParts(request.uploadId);
@@ -95,6 +121,7 @@ export function createMultipartHandler(multipart: MultipartService, authorizer: 
       const facts = callFactsOf(ctx.values);
       facts.bucket = object.bucket;
       facts.bytes = object.size;
+      facts.committedSize = object.size;
       return { object: objectToProto(object) };
     },
 

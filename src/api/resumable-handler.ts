@@ -6,7 +6,7 @@ import { invalidArgument } from "../service/errors.js";
 import type { ResumableService, WriteStatus } from "../service/resumable.js";
 import type { UploadChunk } from "../service/upload.js";
 import type { Authorizer } from "./authorize.js";
-import { callFactsOf } from "./call-log.js";
+import { callFactsOf, type CallFacts } from "./call-log.js";
 import { numberFromInt64, objectToProto, uploadSpecFromProto } from "./convert.js";
 
 type ResumableMethods = Pick<ServiceImpl<typeof StorageService>, "startResumableWrite" | "queryWriteStatus" | "writeChunk">;
@@ -39,7 +39,9 @@ export function createResumableHandler(resumable: ResumableService, authorizer: 
         finishWrite: request.finishWrite,
       };
       const status = await resumable.write(request.uploadId, oneChunk(chunk), ctx.signal);
-      callFactsOf(ctx.values).bytes = chunk.data.byteLength;
+      const facts = callFactsOf(ctx.values);
+      facts.bytes = chunk.data.byteLength;
+      countCommit(facts, status);
       return statusToProto(status);
     },
   };
@@ -49,8 +51,17 @@ export function createResumableHandler(resumable: ResumableService, authorizer: 
 export async function resumeUpload(resumable: ResumableService, authorizer: Authorizer, uploadId: string, chunks: AsyncIterable<UploadChunk>, ctx: HandlerContext) {
   await authorizer.authorize(ctx, "object.write");
   const status = await resumable.write(uploadId, chunks, ctx.signal);
-  callFactsOf(ctx.values).bytes = status.persistedSize;
+  const facts = callFactsOf(ctx.values);
+  facts.bytes = status.persistedSize;
+  countCommit(facts, status);
   return statusToProto(status);
+}
+
+/** Marks the call as the one that committed the object, for the upload metrics. */
+function countCommit(facts: CallFacts, status: WriteStatus): void {
+  if (status.object === undefined || !status.committedNow) return;
+  facts.bucket = status.object.bucket;
+  facts.committedSize = status.object.size;
 }
 
 function statusToProto(status: WriteStatus) {

@@ -9,6 +9,7 @@ import type { DownloadService } from "../service/download.js";
 import { StorageError, invalidArgument } from "../service/errors.js";
 import type { Limits } from "../service/limits.js";
 import type { MultipartService } from "../service/multipart.js";
+import type { PartChunkService } from "../service/part-chunks.js";
 import type { ResumableService } from "../service/resumable.js";
 import type { UploadChunk, UploadService } from "../service/upload.js";
 import type { BucketService } from "../service/bucket-service.js";
@@ -27,6 +28,7 @@ export interface StorageHandlerDeps {
   readonly authorizer: Authorizer;
   readonly limits: Limits;
   readonly multipart: MultipartService;
+  readonly partChunks: PartChunkService;
   readonly resumable: ResumableService;
   readonly buckets: BucketService;
   readonly restores: RestoreService;
@@ -51,9 +53,9 @@ export function registerStorageService(router: ConnectRouter, deps: StorageHandl
 }
 
 function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof StorageService> {
-  const { uploads, downloads, catalog, authorizer, limits, multipart, resumable } = deps;
+  const { uploads, downloads, catalog, authorizer, limits, multipart, partChunks, resumable } = deps;
   return {
-    ...createMultipartHandler(multipart, authorizer),
+    ...createMultipartHandler(multipart, partChunks, authorizer),
     ...createResumableHandler(resumable, authorizer),
     ...createBucketHandler(deps.buckets, deps.restores, authorizer),
 
@@ -77,6 +79,7 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
 
       const object = await uploads.upload(spec, chunksOf(first.value, iterator, ctx.signal), ctx.signal);
       facts.bytes = object.size;
+      facts.committedSize = object.size;
       return { object: objectToProto(object) };
     },
 

@@ -196,6 +196,17 @@ export interface PartRecord {
 
 export type NewPart = Omit<PartRecord, "createdAt">;
 
+/** One stored chunk of a part that is sent in unary calls and not yet finished. */
+export interface PartChunkRecord {
+  readonly uploadId: string;
+  readonly partNumber: number;
+  /** Offset of the chunk in the part. */
+  readonly writeOffset: number;
+  /** Version id of the chunk's blob, under the object's key. */
+  readonly versionId: string;
+  readonly size: number;
+}
+
 export interface ListUploadsQuery {
   readonly bucket: string;
   readonly prefix: string;
@@ -301,6 +312,22 @@ export interface MetadataStore {
    * `offset`, because another writer appended first.
    */
   appendSegment(part: Omit<NewPart, "partNumber">, offset: number, ttlMs: number): Promise<PartRecord>;
+  /** Returns the unfinished chunks of a part by offset. */
+  listPartChunks(uploadId: string, partNumber: number): Promise<PartChunkRecord[]>;
+  /**
+   * Records a chunk of a part and moves the upload's expiry to `ttlMs` from
+   * now. Throws ABORTED when the part's stored chunks do not end at the
+   * chunk's offset, and NOT_FOUND when the upload is gone or expired.
+   */
+  appendPartChunk(chunk: PartChunkRecord, ttlMs: number): Promise<{ expiresAt: Date }>;
+  /**
+   * Records a part joined from `chunks` as recordPart does, removes the
+   * chunk rows and queues the chunk blobs other than the part's own for
+   * deletion. Throws ABORTED when the part's chunks are no longer `chunks`.
+   */
+  finishPartChunks(part: NewPart, chunks: readonly PartChunkRecord[], ttlMs: number): Promise<{ part: PartRecord; expiresAt: Date }>;
+  /** Removes the unfinished chunks of a part and queues their blobs for deletion. */
+  removePartChunks(uploadId: string, partNumber: number): Promise<void>;
   /** Returns the parts of an upload by part number. */
   listParts(uploadId: string): Promise<PartRecord[]>;
   /**

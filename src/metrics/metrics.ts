@@ -27,8 +27,8 @@ export function createMetrics(poolStats?: () => PoolStats | undefined): Metrics 
 
   const metrics: Metrics = {
     registry,
-    uploadsTotal: new Counter({ name: "engram_uploads_total", help: "Objects stored by Upload.", labelNames: ["bucket"], registers: [registry] }),
-    uploadsBytesTotal: new Counter({ name: "engram_uploads_bytes_total", help: "Content bytes of objects stored by Upload.", labelNames: ["bucket"], registers: [registry] }),
+    uploadsTotal: new Counter({ name: "engram_uploads_total", help: "Objects committed by Upload, CompleteMultipartUpload, the finish of a resumable upload or a data plane PUT.", labelNames: ["bucket"], registers: [registry] }),
+    uploadsBytesTotal: new Counter({ name: "engram_uploads_bytes_total", help: "Content bytes of the objects counted in engram_uploads_total.", labelNames: ["bucket"], registers: [registry] }),
     downloadsTotal: new Counter({ name: "engram_downloads_total", help: "Downloads that sent their whole range.", labelNames: ["bucket"], registers: [registry] }),
     downloadsBytesTotal: new Counter({ name: "engram_downloads_bytes_total", help: "Content bytes sent by Download, including cut-off downloads.", labelNames: ["bucket"], registers: [registry] }),
     presignedUrlsGenerated: new Counter({ name: "engram_presigned_urls_generated", help: "Presigned URLs issued.", labelNames: ["operation"], registers: [registry] }),
@@ -39,7 +39,7 @@ export function createMetrics(poolStats?: () => PoolStats | undefined): Metrics 
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
-    activeUploads: new Gauge({ name: "engram_active_uploads", help: "Upload calls in progress.", registers: [registry] }),
+    activeUploads: new Gauge({ name: "engram_active_uploads", help: "Upload, UploadPart, UploadPartChunk and WriteChunk calls in progress.", registers: [registry] }),
     failedOperationsTotal: new Counter({ name: "engram_failed_operations_total", help: "Calls that ended with an error, by RPC and gRPC code.", labelNames: ["operation", "code"], registers: [registry] }),
     lifecycleActionsTotal: new Counter({
       name: "engram_lifecycle_actions_total",

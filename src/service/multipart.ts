@@ -23,14 +23,15 @@
  */
 import { randomUUID } from "node:crypto";
 
-import type { BlobRef, BlobStore } from "../blob/blob-store.js";
+import type { BlobHeaders, BlobRef, BlobStore } from "../blob/blob-store.js";
 import type { MetadataStore, ObjectRecord, PartRecord, UploadSessionRecord } from "../metadata/metadata-store.js";
 import { abortable } from "./abortable.js";
 import { requireBucket, requireWritableBucket } from "./buckets.js";
-import { ObjectHasher, crc32cOf, etagOf } from "./checksum.js";
+import { ObjectHasher, crc32cOf } from "./checksum.js";
 import { StorageError, invalidArgument, notFound } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { validateBucketName } from "./names.js";
+import { newObjectOf } from "./new-object.js";
 import { checkPreconditionEarly, validateUploadSpec, verifyChecksums, type UploadChunk, type UploadSpec } from "./upload.js";
 
 const MiB = 1024 * 1024;
@@ -42,11 +43,6 @@ export const MIN_PART_BYTES = 5 * MiB;
 export const MAX_PART_BYTES = 5 * 1024 * MiB;
 /** Part size recommended when the client declares neither the total size nor a part size. */
 const DEFAULT_PART_BYTES = 16 * MiB;
-/**
- * Time an upload lives after its creation or its latest stored part.
- * TODO: move into the config as ENGRAM_UPLOAD_EXPIRY_SECONDS.
- */
-export const DEFAULT_UPLOAD_EXPIRY_MS = 24 * 60 * 60 * 1000;
 
 /** First message of a part stream. */
 export interface PartHead {
@@ -116,16 +112,7 @@ export class MultipartService {
       verifyPartChecksums(head, sha256, crc32c);
       this.checkPartSizeKnown(session, head.partNumber, hasher.size);
 
-      await writer.finish({
-        generation: session.generation,
-        contentType: "application/octet-stream",
-        storageClass: session.spec.storageClass,
-        metadata: {},
-        tags: {},
-        sha256,
-        crc32c,
-        size: hasher.size,
-      });
+      await writer.finish(partBlobHeaders(session, sha256, crc32c, hasher.size));
       signal?.throwIfAborted();
       return await this.metadata.recordPart(
         { uploadId: session.uploadId, partNumber: head.partNumber, versionId: ref.versionId, size: hasher.size, sha256, crc32c },
@@ -241,25 +228,7 @@ export class MultipartService {
       }
       signal?.throwIfAborted();
 
-      return await this.metadata.completeUpload(
-        uploadId,
-        parts,
-        {
-          bucket: session.bucket,
-          key: session.key,
-          generation: session.generation,
-          versionId: ref.versionId,
-          size,
-          contentType: spec.contentType,
-          storageClass: spec.storageClass,
-          metadata: spec.metadata,
-          tags: spec.tags,
-          sha256,
-          crc32c,
-          etag: etagOf(sha256),
-        },
-        spec.ifGenerationMatch,
-      );
+      return await this.metadata.completeUpload(uploadId, parts, newObjectOf(ref, headers), spec.ifGenerationMatch);
     } catch (err) {
       await discard();
       throw err;
@@ -309,7 +278,8 @@ export class MultipartService {
     return Math.max(1, Math.ceil(session.spec.size / session.partSize));
   }
 
-  private validatePartHead(session: UploadSessionRecord, head: PartHead): void {
+  /** Checks the part number and the declared part size of a part about to be sent. */
+  validatePartHead(session: UploadSessionRecord, head: PartHead): void {
     if (!Number.isInteger(head.partNumber) || head.partNumber < 1 || head.partNumber > MAX_PART_NUMBER) {
       throw invalidArgument(`part_number ${head.partNumber} is out of range: give 1 to ${MAX_PART_NUMBER}`);
     }
@@ -330,7 +300,7 @@ export class MultipartService {
    * Rejects a part under 5 MiB that cannot be the last one. Only a declared
    * total size fixes the last part number, so without one this waits for Complete.
    */
-  private checkPartSizeKnown(session: UploadSessionRecord, partNumber: number, size: number): void {
+  checkPartSizeKnown(session: UploadSessionRecord, partNumber: number, size: number): void {
     if (session.spec.size === undefined) return;
     const isLast = partNumber === this.partCountOf(session);
     if (!isLast && size < MIN_PART_BYTES) {
@@ -443,7 +413,13 @@ export function partBlobRef(session: UploadSessionRecord, label: string): BlobRe
   return { bucket: session.bucket, key: session.key, versionId: `${session.versionId}.part-${label}.${randomUUID()}` };
 }
 
-function verifyPartChecksums(head: PartHead, sha256: string, crc32c: number): void {
+/** Returns the headers of a part, segment or chunk blob: those of a plain byte blob of the session's generation. */
+export function partBlobHeaders(session: UploadSessionRecord, sha256: string, crc32c: number, size: number): BlobHeaders {
+  return { generation: session.generation, contentType: "application/octet-stream", storageClass: session.spec.storageClass, metadata: {}, tags: {}, sha256, crc32c, size };
+}
+
+/** Rejects a part whose digests differ from the ones the client expects. */
+export function verifyPartChecksums(head: PartHead, sha256: string, crc32c: number): void {
   if (head.expectedSha256 !== undefined && head.expectedSha256 !== sha256) {
     throw invalidArgument(`sha256 of part ${head.partNumber} is ${sha256} but ${head.expectedSha256} was expected: the part was not stored; send it again`);
   }

@@ -5,7 +5,8 @@ import type { MetadataStore, ObjectRecord } from "../metadata/metadata-store.js"
 import { CONSTRAINT, contentDispositionOf } from "../presign/constraints.js";
 import type { SigningKey, UrlSigner } from "../presign/url-signer.js";
 import { requireBucket } from "./buckets.js";
-import { ObjectHasher, etagOf } from "./checksum.js";
+import { ObjectHasher } from "./checksum.js";
+import { newObjectOf } from "./new-object.js";
 import { StorageError, invalidArgument, notFound } from "./errors.js";
 import { MAX_PART_NUMBER, type MultipartService } from "./multipart.js";
 import { validateKey } from "./names.js";
@@ -150,23 +151,7 @@ export class PresignService {
       size,
     };
     await this.blobs.writeHeaders(ref, headers);
-    return this.metadata.commitObject(
-      {
-        bucket: pending.bucket,
-        key: pending.key,
-        generation: pending.generation,
-        versionId: pending.versionId,
-        size,
-        contentType: pending.contentType,
-        storageClass: "STANDARD",
-        metadata: {},
-        tags: {},
-        sha256,
-        crc32c,
-        etag: etagOf(sha256),
-      },
-      pending.ifGenerationMatch,
-    );
+    return this.metadata.commitObject(newObjectOf(ref, headers), pending.ifGenerationMatch);
   }
 
   private async presignGet(request: PresignRequest, seconds: number, expiresAt: Date): Promise<PresignedUrl> {

@@ -1,8 +1,8 @@
 import type { Logger } from "pino";
 
 import type { BlobStore, StoredBlob } from "../blob/blob-store.js";
-import type { MetadataStore, NewObject, StorageClassName } from "../metadata/metadata-store.js";
-import { etagOf } from "./checksum.js";
+import type { MetadataStore } from "../metadata/metadata-store.js";
+import { newObjectOf } from "./new-object.js";
 import { StorageError } from "./errors.js";
 
 const BATCH_SIZE = 500;
@@ -49,7 +49,7 @@ export async function rebuildIndex(metadata: MetadataStore, blobs: BlobStore, bu
       }
     }
 
-    const objects = [...newest.values()].map(objectOf);
+    const objects = [...newest.values()].map(({ ref, headers }) => newObjectOf(ref, headers));
     for (let start = 0; start < objects.length; start += BATCH_SIZE) {
       await metadata.restoreObjects(objects.slice(start, start + BATCH_SIZE));
     }
@@ -60,19 +60,3 @@ export async function rebuildIndex(metadata: MetadataStore, blobs: BlobStore, bu
   return reports;
 }
 
-function objectOf({ ref, headers }: StoredBlob): NewObject {
-  return {
-    bucket: ref.bucket,
-    key: ref.key,
-    generation: headers.generation,
-    versionId: ref.versionId,
-    size: headers.size,
-    contentType: headers.contentType,
-    storageClass: headers.storageClass as StorageClassName,
-    metadata: headers.metadata,
-    tags: headers.tags,
-    sha256: headers.sha256,
-    crc32c: headers.crc32c,
-    etag: etagOf(headers.sha256),
-  };
-}

@@ -12,7 +12,7 @@ import { abortable } from "./abortable.js";
 import { ObjectHasher, crc32cOf } from "./checksum.js";
 import { StorageError, invalidArgument, notFound } from "./errors.js";
 import type { Limits } from "./limits.js";
-import { partBlobRef, type MultipartService } from "./multipart.js";
+import { partBlobHeaders, partBlobRef, type MultipartService } from "./multipart.js";
 import type { UploadChunk, UploadSpec } from "./upload.js";
 
 /** Size at which a segment is recorded, so a server crash loses at most this much plus one chunk. */
@@ -23,6 +23,8 @@ export interface WriteStatus {
   readonly persistedSize: number;
   /** The committed object, once the upload is finished. */
   readonly object: ObjectRecord | undefined;
+  /** True when this call committed the object, false when an earlier call did or none has yet. */
+  readonly committedNow: boolean;
 }
 
 /** The segment being written: its blob, its offset in the object and its digests. */
@@ -51,7 +53,7 @@ export class ResumableService {
     if (session.finishedGeneration !== undefined) {
       return this.finishedStatus(session);
     }
-    return { persistedSize: sizeOf(await this.metadata.listParts(uploadId)), object: undefined };
+    return { persistedSize: sizeOf(await this.metadata.listParts(uploadId)), object: undefined, committedNow: false };
   }
 
   /**
@@ -102,13 +104,13 @@ export class ResumableService {
       throw err;
     }
 
-    if (!finished) return { persistedSize: persisted, object: undefined };
+    if (!finished) return { persistedSize: persisted, object: undefined, committedNow: false };
     if (session.spec.size !== undefined && persisted !== session.spec.size) {
       throw new StorageError("out_of_range", `upload has ${persisted} bytes but declared a size of ${session.spec.size} bytes: send the rest, then finish_write`);
     }
     const parts = await this.metadata.listParts(uploadId);
     const object = await this.multipart.joinAndCommit(session, parts, { sha256: undefined, crc32c: undefined }, signal);
-    return { persistedSize: object.size, object };
+    return { persistedSize: object.size, object, committedNow: true };
   }
 
   /** Checks one chunk and returns the part of its data at or after `cursor`. */
@@ -142,16 +144,7 @@ export class ResumableService {
   private async recordSegment(session: UploadSessionRecord, segment: OpenSegment): Promise<void> {
     const { sha256, crc32c } = segment.hasher.digest();
     try {
-      await segment.writer.finish({
-        generation: session.generation,
-        contentType: "application/octet-stream",
-        storageClass: session.spec.storageClass,
-        metadata: {},
-        tags: {},
-        sha256,
-        crc32c,
-        size: segment.hasher.size,
-      });
+      await segment.writer.finish(partBlobHeaders(session, sha256, crc32c, segment.hasher.size));
       await this.metadata.appendSegment(
         { uploadId: session.uploadId, versionId: segment.versionId, size: segment.hasher.size, sha256, crc32c },
         segment.offset,
@@ -176,7 +169,7 @@ export class ResumableService {
     if (!object) {
       throw notFound(`upload ${session.uploadId} finished, but its object ${session.bucket}/${session.key} was since replaced or deleted`);
     }
-    return { persistedSize: object.size, object };
+    return { persistedSize: object.size, object, committedNow: false };
   }
 }
 

@@ -3,7 +3,8 @@ import { randomUUID } from "node:crypto";
 import type { BlobRef, BlobStore, BlobWriter } from "../blob/blob-store.js";
 import type { MetadataStore, ObjectRecord, StorageClassName } from "../metadata/metadata-store.js";
 import { abortable } from "./abortable.js";
-import { ObjectHasher, crc32cOf, etagOf } from "./checksum.js";
+import { ObjectHasher, crc32cOf } from "./checksum.js";
+import { newObjectOf } from "./new-object.js";
 import { StorageError, invalidArgument } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { validateBucketName, validateKey } from "./names.js";
@@ -72,7 +73,7 @@ export class UploadService {
       const { sha256, crc32c } = hasher.digest();
       verifyChecksums(spec, sha256, crc32c);
 
-      await writer.finish({
+      const headers = {
         generation,
         contentType: spec.contentType,
         storageClass: spec.storageClass,
@@ -81,24 +82,12 @@ export class UploadService {
         sha256,
         crc32c,
         size: hasher.size,
-      });
+      };
+      await writer.finish(headers);
       signal?.throwIfAborted();
 
       return await this.metadata.commitObject(
-        {
-          bucket: spec.bucket,
-          key: spec.key,
-          generation,
-          versionId: ref.versionId,
-          size: hasher.size,
-          contentType: spec.contentType,
-          storageClass: spec.storageClass,
-          metadata: spec.metadata,
-          tags: spec.tags,
-          sha256,
-          crc32c,
-          etag: etagOf(sha256),
-        },
+        newObjectOf(ref, headers),
         spec.ifGenerationMatch,
       );
     } catch (err) {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file engram/v1/storage_service.proto.
  */
 export const file_engram_v1_storage_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9lbmdyYW0vdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEimQEKDVVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCBIRCgl1cGxvYWRfaWQYBSABKAkiSwoOVXBsb2FkUmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdBIWCg5wZXJzaXN0ZWRfc2l6ZRgCIAEoAyJrCg9Eb3dubG9hZFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgDEhMKC3JlYWRfb2Zmc2V0GAQgASgDEhIKCnJlYWRfbGltaXQYBSABKAMiwwEKEERvd25sb2FkUmVzcG9uc2USIwoIbWV0YWRhdGEYASABKAsyES5lbmdyYW0udjEuT2JqZWN0Ei4KDWNvbnRlbnRfcmFuZ2UYAiABKAsyFy5lbmdyYW0udjEuQ29udGVudFJhbmdlEjQKEG9iamVjdF9jaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEiQKBGRhdGEYBCABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGEiQwoQR2V0T2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMiNgoRR2V0T2JqZWN0UmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdCKAAQoSTGlzdE9iamVjdHNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSEQoJZGVsaW1pdGVyGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJEhAKCHZlcnNpb25zGAYgASgIImQKE0xpc3RPYmplY3RzUmVzcG9uc2USIgoHb2JqZWN0cxgBIAMoCzIRLmVuZ3JhbS52MS5PYmplY3QSEAoIcHJlZml4ZXMYAiADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAMgASgJIoABChNEZWxldGVPYmplY3RSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSIAoTaWZfZ2VuZXJhdGlvbl9tYXRjaBgDIAEoA0gAiAEBEhIKCmdlbmVyYXRpb24YBCABKANCFgoUX2lmX2dlbmVyYXRpb25fbWF0Y2giOAoURGVsZXRlT2JqZWN0UmVzcG9uc2USIAoYZGVsZXRlX21hcmtlcl9nZW5lcmF0aW9uGAEgASgDIhQKEkxpc3RCdWNrZXRzUmVxdWVzdCI5ChNMaXN0QnVja2V0c1Jlc3BvbnNlEiIKB2J1Y2tldHMYASADKAsyES5lbmdyYW0udjEuQnVja2V0IiAKEEdldEJ1Y2tldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI2ChFHZXRCdWNrZXRSZXNwb25zZRIhCgZidWNrZXQYASABKAsyES5lbmdyYW0udjEuQnVja2V0IjgKE0NyZWF0ZUJ1Y2tldFJlcXVlc3QSIQoGYnVja2V0GAEgASgLMhEuZW5ncmFtLnYxLkJ1Y2tldCI5ChRDcmVhdGVCdWNrZXRSZXNwb25zZRIhCgZidWNrZXQYASABKAsyES5lbmdyYW0udjEuQnVja2V0IqsBChNVcGRhdGVCdWNrZXRSZXF1ZXN0EiEKBmJ1Y2tldBgBIAEoCzIRLmVuZ3JhbS52MS5CdWNrZXQSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEiQKF2lmX21ldGFnZW5lcmF0aW9uX21hdGNoGAMgASgDSACIAQFCGgoYX2lmX21ldGFnZW5lcmF0aW9uX21hdGNoIjkKFFVwZGF0ZUJ1Y2tldFJlc3BvbnNlEiEKBmJ1Y2tldBgBIAEoCzIRLmVuZ3JhbS52MS5CdWNrZXQiZQoTRGVsZXRlQnVja2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJEiQKF2lmX21ldGFnZW5lcmF0aW9uX21hdGNoGAIgASgDSACIAQFCGgoYX2lmX21ldGFnZW5lcmF0aW9uX21hdGNoIhYKFERlbGV0ZUJ1Y2tldFJlc3BvbnNlIoEBChRSZXN0b3JlT2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMSIAoTaWZfZ2VuZXJhdGlvbl9tYXRjaBgEIAEoA0gAiAEBQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIjoKFVJlc3RvcmVPYmplY3RSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0IhgKFkdldENhcGFiaWxpdGllc1JlcXVlc3QiwwEKF0dldENhcGFiaWxpdGllc1Jlc3BvbnNlEhkKEW1heF9tZXNzYWdlX2J5dGVzGAEgASgDEh4KFm1heF91cGxvYWRfY2h1bmtfYnl0ZXMYAiABKAMSIAoYbWF4X2Rvd25sb2FkX2NodW5rX2J5dGVzGAMgASgDEhgKEG1heF9vYmplY3RfYnl0ZXMYBCABKAMSGgoSbWF4X2xpc3RfcGFnZV9zaXplGAUgASgFEhUKDW1heF9rZXlfYnl0ZXMYBiABKAUiaQocQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZW5ncmFtLnYxLk9iamVjdFNwZWMSFgoJcGFydF9zaXplGAIgASgDSACIAQFCDAoKX3BhcnRfc2l6ZSKOAQodQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEhEKCXBhcnRfc2l6ZRgCIAEoAxIWCg5tYXhfcGFydF9jb3VudBgDIAEoBRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi4QEKEVVwbG9hZFBhcnRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRITCgtwYXJ0X251bWJlchgCIAEoBRIRCgRzaXplGAMgASgDSACIAQESNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAQgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIUCgx3cml0ZV9vZmZzZXQYBSABKAMSJAoEZGF0YRgGIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YRIUCgxmaW5pc2hfd3JpdGUYByABKAhCBwoFX3NpemUiiQEKBFBhcnQSEwoLcGFydF9udW1iZXIYASABKAUSDAoEc2l6ZRgCIAEoAxItCgljaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChJVcGxvYWRQYXJ0UmVzcG9uc2USHQoEcGFydBgBIAEoCzIPLmVuZ3JhbS52MS5QYXJ0Ei8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIlChBMaXN0UGFydHNSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSJkChFMaXN0UGFydHNSZXNwb25zZRIeCgVwYXJ0cxgBIAMoCzIPLmVuZ3JhbS52MS5QYXJ0Ei8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChtMaXN0TXVsdGlwYXJ0VXBsb2Fkc1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEg4KBnByZWZpeBgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSKjAQoPTXVsdGlwYXJ0VXBsb2FkEhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZidWNrZXQYAiABKAkSCwoDa2V5GAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAocTGlzdE11bHRpcGFydFVwbG9hZHNSZXNwb25zZRIrCgd1cGxvYWRzGAEgAygLMhouZW5ncmFtLnYxLk11bHRpcGFydFVwbG9hZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUwoNQ29tcGxldGVkUGFydBITCgtwYXJ0X251bWJlchgBIAEoBRItCgljaGVja3N1bXMYAiABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zIpQBCh5Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEicKBXBhcnRzGAIgAygLMhguZW5ncmFtLnYxLkNvbXBsZXRlZFBhcnQSNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAMgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcyJECh9Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEiEKBm9iamVjdBgBIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QiMAobQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSIeChxBYm9ydE11bHRpcGFydFVwbG9hZFJlc3BvbnNlIkEKGlN0YXJ0UmVzdW1hYmxlV3JpdGVSZXF1ZXN0EiMKBHNwZWMYASABKAsyFS5lbmdyYW0udjEuT2JqZWN0U3BlYyJhChtTdGFydFJlc3VtYWJsZVdyaXRlUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIsChdRdWVyeVdyaXRlU3RhdHVzUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiVQoYUXVlcnlXcml0ZVN0YXR1c1Jlc3BvbnNlEhYKDnBlcnNpc3RlZF9zaXplGAEgASgDEiEKBm9iamVjdBgCIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QieAoRV3JpdGVDaHVua1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCCJPChJXcml0ZUNodW5rUmVzcG9uc2USFgoOcGVyc2lzdGVkX3NpemUYASABKAMSIQoGb2JqZWN0GAIgASgLMhEuZW5ncmFtLnYxLk9iamVjdDKJDgoOU3RvcmFnZVNlcnZpY2USPwoGVXBsb2FkEhguZW5ncmFtLnYxLlVwbG9hZFJlcXVlc3QaGS5lbmdyYW0udjEuVXBsb2FkUmVzcG9uc2UoARJFCghEb3dubG9hZBIaLmVuZ3JhbS52MS5Eb3dubG9hZFJlcXVlc3QaGy5lbmdyYW0udjEuRG93bmxvYWRSZXNwb25zZTABEkYKCUdldE9iamVjdBIbLmVuZ3JhbS52MS5HZXRPYmplY3RSZXF1ZXN0GhwuZW5ncmFtLnYxLkdldE9iamVjdFJlc3BvbnNlEkwKC0xpc3RPYmplY3RzEh0uZW5ncmFtLnYxLkxpc3RPYmplY3RzUmVxdWVzdBoeLmVuZ3JhbS52MS5MaXN0T2JqZWN0c1Jlc3BvbnNlEk8KDERlbGV0ZU9iamVjdBIeLmVuZ3JhbS52MS5EZWxldGVPYmplY3RSZXF1ZXN0Gh8uZW5ncmFtLnYxLkRlbGV0ZU9iamVjdFJlc3BvbnNlEkwKC0xpc3RCdWNrZXRzEh0uZW5ncmFtLnYxLkxpc3RCdWNrZXRzUmVxdWVzdBoeLmVuZ3JhbS52MS5MaXN0QnVja2V0c1Jlc3BvbnNlEkYKCUdldEJ1Y2tldBIbLmVuZ3JhbS52MS5HZXRCdWNrZXRSZXF1ZXN0GhwuZW5ncmFtLnYxLkdldEJ1Y2tldFJlc3BvbnNlEk8KDENyZWF0ZUJ1Y2tldBIeLmVuZ3JhbS52MS5DcmVhdGVCdWNrZXRSZXF1ZXN0Gh8uZW5ncmFtLnYxLkNyZWF0ZUJ1Y2tldFJlc3BvbnNlEk8KDFVwZGF0ZUJ1Y2tldBIeLmVuZ3JhbS52MS5VcGRhdGVCdWNrZXRSZXF1ZXN0Gh8uZW5ncmFtLnYxLlVwZGF0ZUJ1Y2tldFJlc3BvbnNlEk8KDERlbGV0ZUJ1Y2tldBIeLmVuZ3JhbS52MS5EZWxldGVCdWNrZXRSZXF1ZXN0Gh8uZW5ncmFtLnYxLkRlbGV0ZUJ1Y2tldFJlc3BvbnNlElIKDVJlc3RvcmVPYmplY3QSHy5lbmdyYW0udjEuUmVzdG9yZU9iamVjdFJlcXVlc3QaIC5lbmdyYW0udjEuUmVzdG9yZU9iamVjdFJlc3BvbnNlElgKD0dldENhcGFiaWxpdGllcxIhLmVuZ3JhbS52MS5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GiIuZW5ncmFtLnYxLkdldENhcGFiaWxpdGllc1Jlc3BvbnNlEmoKFUNyZWF0ZU11bHRpcGFydFVwbG9hZBInLmVuZ3JhbS52MS5DcmVhdGVNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0GiguZW5ncmFtLnYxLkNyZWF0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEksKClVwbG9hZFBhcnQSHC5lbmdyYW0udjEuVXBsb2FkUGFydFJlcXVlc3QaHS5lbmdyYW0udjEuVXBsb2FkUGFydFJlc3BvbnNlKAESRgoJTGlzdFBhcnRzEhsuZW5ncmFtLnYxLkxpc3RQYXJ0c1JlcXVlc3QaHC5lbmdyYW0udjEuTGlzdFBhcnRzUmVzcG9uc2USZwoUTGlzdE11bHRpcGFydFVwbG9hZHMSJi5lbmdyYW0udjEuTGlzdE11bHRpcGFydFVwbG9hZHNSZXF1ZXN0GicuZW5ncmFtLnYxLkxpc3RNdWx0aXBhcnRVcGxvYWRzUmVzcG9uc2UScAoXQ29tcGxldGVNdWx0aXBhcnRVcGxvYWQSKS5lbmdyYW0udjEuQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0GiouZW5ncmFtLnYxLkNvbXBsZXRlTXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USZwoUQWJvcnRNdWx0aXBhcnRVcGxvYWQSJi5lbmdyYW0udjEuQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0GicuZW5ncmFtLnYxLkFib3J0TXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USZAoTU3RhcnRSZXN1bWFibGVXcml0ZRIlLmVuZ3JhbS52MS5TdGFydFJlc3VtYWJsZVdyaXRlUmVxdWVzdBomLmVuZ3JhbS52MS5TdGFydFJlc3VtYWJsZVdyaXRlUmVzcG9uc2USWwoQUXVlcnlXcml0ZVN0YXR1cxIiLmVuZ3JhbS52MS5RdWVyeVdyaXRlU3RhdHVzUmVxdWVzdBojLmVuZ3JhbS52MS5RdWVyeVdyaXRlU3RhdHVzUmVzcG9uc2USSQoKV3JpdGVDaHVuaxIcLmVuZ3JhbS52MS5Xcml0ZUNodW5rUmVxdWVzdBodLmVuZ3JhbS52MS5Xcml0ZUNodW5rUmVzcG9uc2ViBnByb3RvMw", [file_engram_v1_object, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("Ch9lbmdyYW0vdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEgllbmdyYW0udjEimQEKDVVwbG9hZFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmVuZ3JhbS52MS5PYmplY3RTcGVjEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCBIRCgl1cGxvYWRfaWQYBSABKAkiSwoOVXBsb2FkUmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdBIWCg5wZXJzaXN0ZWRfc2l6ZRgCIAEoAyJrCg9Eb3dubG9hZFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgDEhMKC3JlYWRfb2Zmc2V0GAQgASgDEhIKCnJlYWRfbGltaXQYBSABKAMiwwEKEERvd25sb2FkUmVzcG9uc2USIwoIbWV0YWRhdGEYASABKAsyES5lbmdyYW0udjEuT2JqZWN0Ei4KDWNvbnRlbnRfcmFuZ2UYAiABKAsyFy5lbmdyYW0udjEuQ29udGVudFJhbmdlEjQKEG9iamVjdF9jaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEiQKBGRhdGEYBCABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGEiQwoQR2V0T2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMiNgoRR2V0T2JqZWN0UmVzcG9uc2USIQoGb2JqZWN0GAEgASgLMhEuZW5ncmFtLnYxLk9iamVjdCKAAQoSTGlzdE9iamVjdHNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSEQoJZGVsaW1pdGVyGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJEhAKCHZlcnNpb25zGAYgASgIImQKE0xpc3RPYmplY3RzUmVzcG9uc2USIgoHb2JqZWN0cxgBIAMoCzIRLmVuZ3JhbS52MS5PYmplY3QSEAoIcHJlZml4ZXMYAiADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAMgASgJIoABChNEZWxldGVPYmplY3RSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSIAoTaWZfZ2VuZXJhdGlvbl9tYXRjaBgDIAEoA0gAiAEBEhIKCmdlbmVyYXRpb24YBCABKANCFgoUX2lmX2dlbmVyYXRpb25fbWF0Y2giOAoURGVsZXRlT2JqZWN0UmVzcG9uc2USIAoYZGVsZXRlX21hcmtlcl9nZW5lcmF0aW9uGAEgASgDIhQKEkxpc3RCdWNrZXRzUmVxdWVzdCI5ChNMaXN0QnVja2V0c1Jlc3BvbnNlEiIKB2J1Y2tldHMYASADKAsyES5lbmdyYW0udjEuQnVja2V0IiAKEEdldEJ1Y2tldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI2ChFHZXRCdWNrZXRSZXNwb25zZRIhCgZidWNrZXQYASABKAsyES5lbmdyYW0udjEuQnVja2V0IjgKE0NyZWF0ZUJ1Y2tldFJlcXVlc3QSIQoGYnVja2V0GAEgASgLMhEuZW5ncmFtLnYxLkJ1Y2tldCI5ChRDcmVhdGVCdWNrZXRSZXNwb25zZRIhCgZidWNrZXQYASABKAsyES5lbmdyYW0udjEuQnVja2V0IqsBChNVcGRhdGVCdWNrZXRSZXF1ZXN0EiEKBmJ1Y2tldBgBIAEoCzIRLmVuZ3JhbS52MS5CdWNrZXQSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEiQKF2lmX21ldGFnZW5lcmF0aW9uX21hdGNoGAMgASgDSACIAQFCGgoYX2lmX21ldGFnZW5lcmF0aW9uX21hdGNoIjkKFFVwZGF0ZUJ1Y2tldFJlc3BvbnNlEiEKBmJ1Y2tldBgBIAEoCzIRLmVuZ3JhbS52MS5CdWNrZXQiZQoTRGVsZXRlQnVja2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJEiQKF2lmX21ldGFnZW5lcmF0aW9uX21hdGNoGAIgASgDSACIAQFCGgoYX2lmX21ldGFnZW5lcmF0aW9uX21hdGNoIhYKFERlbGV0ZUJ1Y2tldFJlc3BvbnNlIoEBChRSZXN0b3JlT2JqZWN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAMSIAoTaWZfZ2VuZXJhdGlvbl9tYXRjaBgEIAEoA0gAiAEBQhYKFF9pZl9nZW5lcmF0aW9uX21hdGNoIjoKFVJlc3RvcmVPYmplY3RSZXNwb25zZRIhCgZvYmplY3QYASABKAsyES5lbmdyYW0udjEuT2JqZWN0IhgKFkdldENhcGFiaWxpdGllc1JlcXVlc3QiwwEKF0dldENhcGFiaWxpdGllc1Jlc3BvbnNlEhkKEW1heF9tZXNzYWdlX2J5dGVzGAEgASgDEh4KFm1heF91cGxvYWRfY2h1bmtfYnl0ZXMYAiABKAMSIAoYbWF4X2Rvd25sb2FkX2NodW5rX2J5dGVzGAMgASgDEhgKEG1heF9vYmplY3RfYnl0ZXMYBCABKAMSGgoSbWF4X2xpc3RfcGFnZV9zaXplGAUgASgFEhUKDW1heF9rZXlfYnl0ZXMYBiABKAUiaQocQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZW5ncmFtLnYxLk9iamVjdFNwZWMSFgoJcGFydF9zaXplGAIgASgDSACIAQFCDAoKX3BhcnRfc2l6ZSKOAQodQ3JlYXRlTXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEhEKCXBhcnRfc2l6ZRgCIAEoAxIWCg5tYXhfcGFydF9jb3VudBgDIAEoBRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi4QEKEVVwbG9hZFBhcnRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRITCgtwYXJ0X251bWJlchgCIAEoBRIRCgRzaXplGAMgASgDSACIAQESNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAQgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIUCgx3cml0ZV9vZmZzZXQYBSABKAMSJAoEZGF0YRgGIAEoCzIWLmVuZ3JhbS52MS5DaHVua2VkRGF0YRIUCgxmaW5pc2hfd3JpdGUYByABKAhCBwoFX3NpemUiiQEKBFBhcnQSEwoLcGFydF9udW1iZXIYASABKAUSDAoEc2l6ZRgCIAEoAxItCgljaGVja3N1bXMYAyABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChJVcGxvYWRQYXJ0UmVzcG9uc2USHQoEcGFydBgBIAEoCzIPLmVuZ3JhbS52MS5QYXJ0Ei8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLwAQoWVXBsb2FkUGFydENodW5rUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSEwoLcGFydF9udW1iZXIYAiABKAUSFAoMd3JpdGVfb2Zmc2V0GAMgASgDEiQKBGRhdGEYBCABKAsyFi5lbmdyYW0udjEuQ2h1bmtlZERhdGESFgoJcGFydF9zaXplGAUgASgDSACIAQESNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAYgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcxIUCgxmaW5pc2hfd3JpdGUYByABKAhCDAoKX3BhcnRfc2l6ZSKBAQoXVXBsb2FkUGFydENodW5rUmVzcG9uc2USFgoOcGVyc2lzdGVkX3NpemUYASABKAMSHQoEcGFydBgCIAEoCzIPLmVuZ3JhbS52MS5QYXJ0Ei8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIlChBMaXN0UGFydHNSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSJkChFMaXN0UGFydHNSZXNwb25zZRIeCgVwYXJ0cxgBIAMoCzIPLmVuZ3JhbS52MS5QYXJ0Ei8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChtMaXN0TXVsdGlwYXJ0VXBsb2Fkc1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEg4KBnByZWZpeBgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSKjAQoPTXVsdGlwYXJ0VXBsb2FkEhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZidWNrZXQYAiABKAkSCwoDa2V5GAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAocTGlzdE11bHRpcGFydFVwbG9hZHNSZXNwb25zZRIrCgd1cGxvYWRzGAEgAygLMhouZW5ncmFtLnYxLk11bHRpcGFydFVwbG9hZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUwoNQ29tcGxldGVkUGFydBITCgtwYXJ0X251bWJlchgBIAEoBRItCgljaGVja3N1bXMYAiABKAsyGi5lbmdyYW0udjEuT2JqZWN0Q2hlY2tzdW1zIpQBCh5Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEicKBXBhcnRzGAIgAygLMhguZW5ncmFtLnYxLkNvbXBsZXRlZFBhcnQSNgoSZXhwZWN0ZWRfY2hlY2tzdW1zGAMgASgLMhouZW5ncmFtLnYxLk9iamVjdENoZWNrc3VtcyJECh9Db21wbGV0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEiEKBm9iamVjdBgBIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QiMAobQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSIeChxBYm9ydE11bHRpcGFydFVwbG9hZFJlc3BvbnNlIkEKGlN0YXJ0UmVzdW1hYmxlV3JpdGVSZXF1ZXN0EiMKBHNwZWMYASABKAsyFS5lbmdyYW0udjEuT2JqZWN0U3BlYyJhChtTdGFydFJlc3VtYWJsZVdyaXRlUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIsChdRdWVyeVdyaXRlU3RhdHVzUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiVQoYUXVlcnlXcml0ZVN0YXR1c1Jlc3BvbnNlEhYKDnBlcnNpc3RlZF9zaXplGAEgASgDEiEKBm9iamVjdBgCIAEoCzIRLmVuZ3JhbS52MS5PYmplY3QieAoRV3JpdGVDaHVua1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEhQKDHdyaXRlX29mZnNldBgCIAEoAxIkCgRkYXRhGAMgASgLMhYuZW5ncmFtLnYxLkNodW5rZWREYXRhEhQKDGZpbmlzaF93cml0ZRgEIAEoCCJPChJXcml0ZUNodW5rUmVzcG9uc2USFgoOcGVyc2lzdGVkX3NpemUYASABKAMSIQoGb2JqZWN0GAIgASgLMhEuZW5ncmFtLnYxLk9iamVjdDLjDgoOU3RvcmFnZVNlcnZpY2USPwoGVXBsb2FkEhguZW5ncmFtLnYxLlVwbG9hZFJlcXVlc3QaGS5lbmdyYW0udjEuVXBsb2FkUmVzcG9uc2UoARJFCghEb3dubG9hZBIaLmVuZ3JhbS52MS5Eb3dubG9hZFJlcXVlc3QaGy5lbmdyYW0udjEuRG93bmxvYWRSZXNwb25zZTABEkYKCUdldE9iamVjdBIbLmVuZ3JhbS52MS5HZXRPYmplY3RSZXF1ZXN0GhwuZW5ncmFtLnYxLkdldE9iamVjdFJlc3BvbnNlEkwKC0xpc3RPYmplY3RzEh0uZW5ncmFtLnYxLkxpc3RPYmplY3RzUmVxdWVzdBoeLmVuZ3JhbS52MS5MaXN0T2JqZWN0c1Jlc3BvbnNlEk8KDERlbGV0ZU9iamVjdBIeLmVuZ3JhbS52MS5EZWxldGVPYmplY3RSZXF1ZXN0Gh8uZW5ncmFtLnYxLkRlbGV0ZU9iamVjdFJlc3BvbnNlEkwKC0xpc3RCdWNrZXRzEh0uZW5ncmFtLnYxLkxpc3RCdWNrZXRzUmVxdWVzdBoeLmVuZ3JhbS52MS5MaXN0QnVja2V0c1Jlc3BvbnNlEkYKCUdldEJ1Y2tldBIbLmVuZ3JhbS52MS5HZXRCdWNrZXRSZXF1ZXN0GhwuZW5ncmFtLnYxLkdldEJ1Y2tldFJlc3BvbnNlEk8KDENyZWF0ZUJ1Y2tldBIeLmVuZ3JhbS52MS5DcmVhdGVCdWNrZXRSZXF1ZXN0Gh8uZW5ncmFtLnYxLkNyZWF0ZUJ1Y2tldFJlc3BvbnNlEk8KDFVwZGF0ZUJ1Y2tldBIeLmVuZ3JhbS52MS5VcGRhdGVCdWNrZXRSZXF1ZXN0Gh8uZW5ncmFtLnYxLlVwZGF0ZUJ1Y2tldFJlc3BvbnNlEk8KDERlbGV0ZUJ1Y2tldBIeLmVuZ3JhbS52MS5EZWxldGVCdWNrZXRSZXF1ZXN0Gh8uZW5ncmFtLnYxLkRlbGV0ZUJ1Y2tldFJlc3BvbnNlElIKDVJlc3RvcmVPYmplY3QSHy5lbmdyYW0udjEuUmVzdG9yZU9iamVjdFJlcXVlc3QaIC5lbmdyYW0udjEuUmVzdG9yZU9iamVjdFJlc3BvbnNlElgKD0dldENhcGFiaWxpdGllcxIhLmVuZ3JhbS52MS5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GiIuZW5ncmFtLnYxLkdldENhcGFiaWxpdGllc1Jlc3BvbnNlEmoKFUNyZWF0ZU11bHRpcGFydFVwbG9hZBInLmVuZ3JhbS52MS5DcmVhdGVNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0GiguZW5ncmFtLnYxLkNyZWF0ZU11bHRpcGFydFVwbG9hZFJlc3BvbnNlEksKClVwbG9hZFBhcnQSHC5lbmdyYW0udjEuVXBsb2FkUGFydFJlcXVlc3QaHS5lbmdyYW0udjEuVXBsb2FkUGFydFJlc3BvbnNlKAESWAoPVXBsb2FkUGFydENodW5rEiEuZW5ncmFtLnYxLlVwbG9hZFBhcnRDaHVua1JlcXVlc3QaIi5lbmdyYW0udjEuVXBsb2FkUGFydENodW5rUmVzcG9uc2USRgoJTGlzdFBhcnRzEhsuZW5ncmFtLnYxLkxpc3RQYXJ0c1JlcXVlc3QaHC5lbmdyYW0udjEuTGlzdFBhcnRzUmVzcG9uc2USZwoUTGlzdE11bHRpcGFydFVwbG9hZHMSJi5lbmdyYW0udjEuTGlzdE11bHRpcGFydFVwbG9hZHNSZXF1ZXN0GicuZW5ncmFtLnYxLkxpc3RNdWx0aXBhcnRVcGxvYWRzUmVzcG9uc2UScAoXQ29tcGxldGVNdWx0aXBhcnRVcGxvYWQSKS5lbmdyYW0udjEuQ29tcGxldGVNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0GiouZW5ncmFtLnYxLkNvbXBsZXRlTXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USZwoUQWJvcnRNdWx0aXBhcnRVcGxvYWQSJi5lbmdyYW0udjEuQWJvcnRNdWx0aXBhcnRVcGxvYWRSZXF1ZXN0GicuZW5ncmFtLnYxLkFib3J0TXVsdGlwYXJ0VXBsb2FkUmVzcG9uc2USZAoTU3RhcnRSZXN1bWFibGVXcml0ZRIlLmVuZ3JhbS52MS5TdGFydFJlc3VtYWJsZVdyaXRlUmVxdWVzdBomLmVuZ3JhbS52MS5TdGFydFJlc3VtYWJsZVdyaXRlUmVzcG9uc2USWwoQUXVlcnlXcml0ZVN0YXR1cxIiLmVuZ3JhbS52MS5RdWVyeVdyaXRlU3RhdHVzUmVxdWVzdBojLmVuZ3JhbS52MS5RdWVyeVdyaXRlU3RhdHVzUmVzcG9uc2USSQoKV3JpdGVDaHVuaxIcLmVuZ3JhbS52MS5Xcml0ZUNodW5rUmVxdWVzdBodLmVuZ3JhbS52MS5Xcml0ZUNodW5rUmVzcG9uc2ViBnByb3RvMw", [file_engram_v1_object, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message engram.v1.UploadRequest
@@ -853,6 +853,97 @@ export const UploadPartResponseSchema: GenMessage<UploadPartResponse> = /*@__PUR
   messageDesc(file_engram_v1_storage_service, 28);
 
 /**
+ * @generated from message engram.v1.UploadPartChunkRequest
+ */
+export type UploadPartChunkRequest = Message<"engram.v1.UploadPartChunkRequest"> & {
+  /**
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * 1 to 10000.
+   *
+   * @generated from field: int32 part_number = 2;
+   */
+  partNumber: number;
+
+  /**
+   * Offset of data in the part. Data below the persisted size of the part
+   * is skipped, so a retried chunk does no harm, and a call without data
+   * at offset 0 returns the persisted size. An offset past it is rejected.
+   *
+   * @generated from field: int64 write_offset = 3;
+   */
+  writeOffset: bigint;
+
+  /**
+   * @generated from field: engram.v1.ChunkedData data = 4;
+   */
+  data?: ChunkedData | undefined;
+
+  /**
+   * Declared part size; when set, any other length fails the part.
+   *
+   * @generated from field: optional int64 part_size = 5;
+   */
+  partSize?: bigint | undefined;
+
+  /**
+   * Checksums the whole part must have, checked on finish_write.
+   *
+   * @generated from field: engram.v1.ObjectChecksums expected_checksums = 6;
+   */
+  expectedChecksums?: ObjectChecksums | undefined;
+
+  /**
+   * Set on the last chunk of the part: the part is recorded before the
+   * call returns.
+   *
+   * @generated from field: bool finish_write = 7;
+   */
+  finishWrite: boolean;
+};
+
+/**
+ * Describes the message engram.v1.UploadPartChunkRequest.
+ * Use `create(UploadPartChunkRequestSchema)` to create a new message.
+ */
+export const UploadPartChunkRequestSchema: GenMessage<UploadPartChunkRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 29);
+
+/**
+ * @generated from message engram.v1.UploadPartChunkResponse
+ */
+export type UploadPartChunkResponse = Message<"engram.v1.UploadPartChunkResponse"> & {
+  /**
+   * Bytes of the part persisted so far; send the next chunk at this offset.
+   *
+   * @generated from field: int64 persisted_size = 1;
+   */
+  persistedSize: bigint;
+
+  /**
+   * The recorded part, once finish_write was sent.
+   *
+   * @generated from field: engram.v1.Part part = 2;
+   */
+  part?: Part | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message engram.v1.UploadPartChunkResponse.
+ * Use `create(UploadPartChunkResponseSchema)` to create a new message.
+ */
+export const UploadPartChunkResponseSchema: GenMessage<UploadPartChunkResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_storage_service, 30);
+
+/**
  * @generated from message engram.v1.ListPartsRequest
  */
 export type ListPartsRequest = Message<"engram.v1.ListPartsRequest"> & {
@@ -867,7 +958,7 @@ export type ListPartsRequest = Message<"engram.v1.ListPartsRequest"> & {
  * Use `create(ListPartsRequestSchema)` to create a new message.
  */
 export const ListPartsRequestSchema: GenMessage<ListPartsRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 29);
+  messageDesc(file_engram_v1_storage_service, 31);
 
 /**
  * @generated from message engram.v1.ListPartsResponse
@@ -889,7 +980,7 @@ export type ListPartsResponse = Message<"engram.v1.ListPartsResponse"> & {
  * Use `create(ListPartsResponseSchema)` to create a new message.
  */
 export const ListPartsResponseSchema: GenMessage<ListPartsResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 30);
+  messageDesc(file_engram_v1_storage_service, 32);
 
 /**
  * @generated from message engram.v1.ListMultipartUploadsRequest
@@ -927,7 +1018,7 @@ export type ListMultipartUploadsRequest = Message<"engram.v1.ListMultipartUpload
  * Use `create(ListMultipartUploadsRequestSchema)` to create a new message.
  */
 export const ListMultipartUploadsRequestSchema: GenMessage<ListMultipartUploadsRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 31);
+  messageDesc(file_engram_v1_storage_service, 33);
 
 /**
  * A multipart upload in progress.
@@ -966,7 +1057,7 @@ export type MultipartUpload = Message<"engram.v1.MultipartUpload"> & {
  * Use `create(MultipartUploadSchema)` to create a new message.
  */
 export const MultipartUploadSchema: GenMessage<MultipartUpload> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 32);
+  messageDesc(file_engram_v1_storage_service, 34);
 
 /**
  * @generated from message engram.v1.ListMultipartUploadsResponse
@@ -990,7 +1081,7 @@ export type ListMultipartUploadsResponse = Message<"engram.v1.ListMultipartUploa
  * Use `create(ListMultipartUploadsResponseSchema)` to create a new message.
  */
 export const ListMultipartUploadsResponseSchema: GenMessage<ListMultipartUploadsResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 33);
+  messageDesc(file_engram_v1_storage_service, 35);
 
 /**
  * A part to join, in CompleteMultipartUploadRequest.
@@ -1017,7 +1108,7 @@ export type CompletedPart = Message<"engram.v1.CompletedPart"> & {
  * Use `create(CompletedPartSchema)` to create a new message.
  */
 export const CompletedPartSchema: GenMessage<CompletedPart> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 34);
+  messageDesc(file_engram_v1_storage_service, 36);
 
 /**
  * @generated from message engram.v1.CompleteMultipartUploadRequest
@@ -1049,7 +1140,7 @@ export type CompleteMultipartUploadRequest = Message<"engram.v1.CompleteMultipar
  * Use `create(CompleteMultipartUploadRequestSchema)` to create a new message.
  */
 export const CompleteMultipartUploadRequestSchema: GenMessage<CompleteMultipartUploadRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 35);
+  messageDesc(file_engram_v1_storage_service, 37);
 
 /**
  * @generated from message engram.v1.CompleteMultipartUploadResponse
@@ -1066,7 +1157,7 @@ export type CompleteMultipartUploadResponse = Message<"engram.v1.CompleteMultipa
  * Use `create(CompleteMultipartUploadResponseSchema)` to create a new message.
  */
 export const CompleteMultipartUploadResponseSchema: GenMessage<CompleteMultipartUploadResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 36);
+  messageDesc(file_engram_v1_storage_service, 38);
 
 /**
  * @generated from message engram.v1.AbortMultipartUploadRequest
@@ -1083,7 +1174,7 @@ export type AbortMultipartUploadRequest = Message<"engram.v1.AbortMultipartUploa
  * Use `create(AbortMultipartUploadRequestSchema)` to create a new message.
  */
 export const AbortMultipartUploadRequestSchema: GenMessage<AbortMultipartUploadRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 37);
+  messageDesc(file_engram_v1_storage_service, 39);
 
 /**
  * @generated from message engram.v1.AbortMultipartUploadResponse
@@ -1096,7 +1187,7 @@ export type AbortMultipartUploadResponse = Message<"engram.v1.AbortMultipartUplo
  * Use `create(AbortMultipartUploadResponseSchema)` to create a new message.
  */
 export const AbortMultipartUploadResponseSchema: GenMessage<AbortMultipartUploadResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 38);
+  messageDesc(file_engram_v1_storage_service, 40);
 
 /**
  * @generated from message engram.v1.StartResumableWriteRequest
@@ -1115,7 +1206,7 @@ export type StartResumableWriteRequest = Message<"engram.v1.StartResumableWriteR
  * Use `create(StartResumableWriteRequestSchema)` to create a new message.
  */
 export const StartResumableWriteRequestSchema: GenMessage<StartResumableWriteRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 39);
+  messageDesc(file_engram_v1_storage_service, 41);
 
 /**
  * @generated from message engram.v1.StartResumableWriteResponse
@@ -1140,7 +1231,7 @@ export type StartResumableWriteResponse = Message<"engram.v1.StartResumableWrite
  * Use `create(StartResumableWriteResponseSchema)` to create a new message.
  */
 export const StartResumableWriteResponseSchema: GenMessage<StartResumableWriteResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 40);
+  messageDesc(file_engram_v1_storage_service, 42);
 
 /**
  * @generated from message engram.v1.QueryWriteStatusRequest
@@ -1157,7 +1248,7 @@ export type QueryWriteStatusRequest = Message<"engram.v1.QueryWriteStatusRequest
  * Use `create(QueryWriteStatusRequestSchema)` to create a new message.
  */
 export const QueryWriteStatusRequestSchema: GenMessage<QueryWriteStatusRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 41);
+  messageDesc(file_engram_v1_storage_service, 43);
 
 /**
  * @generated from message engram.v1.QueryWriteStatusResponse
@@ -1183,7 +1274,7 @@ export type QueryWriteStatusResponse = Message<"engram.v1.QueryWriteStatusRespon
  * Use `create(QueryWriteStatusResponseSchema)` to create a new message.
  */
 export const QueryWriteStatusResponseSchema: GenMessage<QueryWriteStatusResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 42);
+  messageDesc(file_engram_v1_storage_service, 44);
 
 /**
  * @generated from message engram.v1.WriteChunkRequest
@@ -1219,7 +1310,7 @@ export type WriteChunkRequest = Message<"engram.v1.WriteChunkRequest"> & {
  * Use `create(WriteChunkRequestSchema)` to create a new message.
  */
 export const WriteChunkRequestSchema: GenMessage<WriteChunkRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 43);
+  messageDesc(file_engram_v1_storage_service, 45);
 
 /**
  * @generated from message engram.v1.WriteChunkResponse
@@ -1243,7 +1334,7 @@ export type WriteChunkResponse = Message<"engram.v1.WriteChunkResponse"> & {
  * Use `create(WriteChunkResponseSchema)` to create a new message.
  */
 export const WriteChunkResponseSchema: GenMessage<WriteChunkResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_storage_service, 44);
+  messageDesc(file_engram_v1_storage_service, 46);
 
 /**
  * Stores and serves objects. Errors use fixed codes. NOT_FOUND: a missing
@@ -1409,6 +1500,19 @@ export const StorageService: GenService<{
     methodKind: "client_streaming";
     input: typeof UploadPartRequestSchema;
     output: typeof UploadPartResponseSchema;
+  },
+  /**
+   * Stores one chunk of a part with a unary call, for clients that cannot
+   * stream a request body, such as browsers. The chunk is persisted when
+   * the call returns, so consecutive chunks may go to different replicas.
+   * The call with finish_write records the part.
+   *
+   * @generated from rpc engram.v1.StorageService.UploadPartChunk
+   */
+  uploadPartChunk: {
+    methodKind: "unary";
+    input: typeof UploadPartChunkRequestSchema;
+    output: typeof UploadPartChunkResponseSchema;
   },
   /**
    * Lists the parts the server stores for an upload, by part number.

@@ -143,6 +143,24 @@ const migrations: Record<string, Migration> = {
         where u.bucket = b.name`.execute(db);
     },
   },
+
+  "0005_part_chunks": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Chunks of a part sent with UploadPartChunk, each a blob of its own,
+      // kept until the call with finish_write joins them into the part. The
+      // chunks of one part are consecutive from offset 0.
+      await sql`
+        create table upload_part_chunks (
+          upload_id text not null references upload_sessions (upload_id) on delete cascade,
+          part_number integer not null,
+          write_offset bigint not null,
+          version_id text not null,
+          size bigint not null,
+          created_at timestamptz not null default now(),
+          primary key (upload_id, part_number, write_offset)
+        )`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -74,10 +74,20 @@ export interface UploadPartsTable {
   created_at: Generated<Date>;
 }
 
+export interface UploadPartChunksTable {
+  upload_id: string;
+  part_number: number;
+  write_offset: Int8;
+  version_id: string;
+  size: Int8;
+  created_at: Generated<Date>;
+}
+
 export interface Database {
   buckets: BucketsTable;
   objects: ObjectsTable;
   blob_deletions: BlobDeletionsTable;
   upload_sessions: UploadSessionsTable;
   upload_parts: UploadPartsTable;
+  upload_part_chunks: UploadPartChunksTable;
 }

@@ -10,7 +10,7 @@ import { isStorageError } from "../../service/errors.js";
 import type { LifecycleBatch } from "../metadata-store.js";
 import type { Database } from "./schema.js";
 import { deleteInTransaction, removeVersion, type ObjectRow } from "./sql-object-queries.js";
-import { listParts, queuePartBlobs } from "./sql-upload-queries.js";
+import { removeSession } from "./sql-upload-queries.js";
 import { UsageLedger } from "./usage-ledger.js";
 
 /** Key of the PostgreSQL advisory lock that one replica holds while it applies lifecycle rules. */
@@ -173,8 +173,7 @@ async function abortUploads(trx: Transaction<Database>, batch: LifecycleBatch, c
     .execute();
   for (const session of sessions) {
     batch.beforeItem?.();
-    await queuePartBlobs(trx, session, await listParts(trx, session.upload_id));
-    await trx.deleteFrom("upload_sessions").where("upload_id", "=", session.upload_id).execute();
+    await removeSession(trx, session);
   }
   return sessions.length;
 }

@@ -20,6 +20,7 @@ import type {
   NewPart,
   NewUploadSession,
   ObjectRecord,
+  PartChunkRecord,
   PartRecord,
   PoolStats,
   UploadSessionRecord,
@@ -28,6 +29,7 @@ import { migrationProvider } from "./migrations.js";
 import * as buckets from "./sql-bucket-queries.js";
 import { applyLifecycleBatch } from "./sql-lifecycle-queries.js";
 import { commitInTransaction, deleteInTransaction, objectFromRow, rowOf } from "./sql-object-queries.js";
+import * as chunks from "./sql-part-chunk-queries.js";
 import * as uploads from "./sql-upload-queries.js";
 import type { Database } from "./schema.js";
 import { UsageLedger } from "./usage-ledger.js";
@@ -218,6 +220,22 @@ export class SqlMetadataStore implements MetadataStore {
 
   appendSegment(segment: Omit<NewPart, "partNumber">, offset: number, ttlMs: number): Promise<PartRecord> {
     return this.run(() => this.db.transaction().execute((trx) => uploads.appendSegment(trx, segment, offset, ttlMs)));
+  }
+
+  listPartChunks(uploadId: string, partNumber: number): Promise<PartChunkRecord[]> {
+    return this.run(() => chunks.listPartChunks(this.db, uploadId, partNumber));
+  }
+
+  appendPartChunk(chunk: PartChunkRecord, ttlMs: number): Promise<{ expiresAt: Date }> {
+    return this.run(() => this.db.transaction().execute((trx) => chunks.appendPartChunk(trx, chunk, ttlMs)));
+  }
+
+  finishPartChunks(part: NewPart, joined: readonly PartChunkRecord[], ttlMs: number): Promise<{ part: PartRecord; expiresAt: Date }> {
+    return this.run(() => this.db.transaction().execute((trx) => chunks.finishPartChunks(trx, part, joined, ttlMs)));
+  }
+
+  removePartChunks(uploadId: string, partNumber: number): Promise<void> {
+    return this.run(() => this.db.transaction().execute((trx) => chunks.removePartChunks(trx, uploadId, partNumber)));
   }
 
   listParts(uploadId: string): Promise<PartRecord[]> {

@@ -64,7 +64,7 @@ export async function listUploadSessions(db: Db, query: ListUploadsQuery): Promi
 }
 
 /** Locks an unexpired, unfinished session row until the transaction ends, or throws NOT_FOUND. */
-async function lockSession(trx: Transaction<Database>, uploadId: string): Promise<Selectable<UploadSessionsTable>> {
+export async function lockSession(trx: Transaction<Database>, uploadId: string): Promise<Selectable<UploadSessionsTable>> {
   const row = await trx
     .selectFrom("upload_sessions")
     .selectAll()
@@ -78,7 +78,7 @@ async function lockSession(trx: Transaction<Database>, uploadId: string): Promis
 }
 
 /** Moves the expiry of a locked session to `ttlMs` from now and returns it. */
-async function extendSession(trx: Transaction<Database>, uploadId: string, ttlMs: number): Promise<Date> {
+export async function extendSession(trx: Transaction<Database>, uploadId: string, ttlMs: number): Promise<Date> {
   const { expires_at } = await trx
     .updateTable("upload_sessions")
     .set({ expires_at: expiryAfter(ttlMs) })
@@ -120,7 +120,16 @@ export async function appendSegment(trx: Transaction<Database>, segment: Omit<Ne
 }
 
 export async function recordPart(trx: Transaction<Database>, part: NewPart, ttlMs: number): Promise<{ part: PartRecord; expiresAt: Date }> {
-  const session = await lockSession(trx, part.uploadId);
+  return recordPartLocked(trx, await lockSession(trx, part.uploadId), part, ttlMs);
+}
+
+/** Records a part of a session that the transaction has locked. */
+export async function recordPartLocked(
+  trx: Transaction<Database>,
+  session: Selectable<UploadSessionsTable>,
+  part: NewPart,
+  ttlMs: number,
+): Promise<{ part: PartRecord; expiresAt: Date }> {
 
   const replaced = await trx
     .selectFrom("upload_parts")
@@ -187,6 +196,7 @@ export async function removeUpload(
   }
 
   await queuePartBlobs(trx, session, parts);
+  await queueChunkBlobs(trx, session);
   if (session.resumable && finishedGeneration !== undefined) {
     await trx.deleteFrom("upload_parts").where("upload_id", "=", uploadId).execute();
     await trx.updateTable("upload_sessions").set({ finished_generation: finishedGeneration }).where("upload_id", "=", uploadId).execute();
@@ -209,10 +219,16 @@ export async function sweepExpiredUploads(trx: Transaction<Database>, limit: num
     .skipLocked()
     .execute();
   for (const session of expired) {
-    await queuePartBlobs(trx, session, await listParts(trx, session.upload_id));
-    await trx.deleteFrom("upload_sessions").where("upload_id", "=", session.upload_id).execute();
+    await removeSession(trx, session);
   }
   return expired.length;
+}
+
+/** Removes an upload and queues the blobs of its parts and part chunks for deletion. */
+export async function removeSession(trx: Transaction<Database>, session: Selectable<UploadSessionsTable>): Promise<void> {
+  await queuePartBlobs(trx, session, await listParts(trx, session.upload_id));
+  await queueChunkBlobs(trx, session);
+  await trx.deleteFrom("upload_sessions").where("upload_id", "=", session.upload_id).execute();
 }
 
 export async function queuePartBlobs(trx: Transaction<Database>, session: Selectable<UploadSessionsTable>, parts: readonly PartRecord[]): Promise<void> {
@@ -220,6 +236,16 @@ export async function queuePartBlobs(trx: Transaction<Database>, session: Select
   await trx
     .insertInto("blob_deletions")
     .values(parts.map((part) => ({ bucket: session.bucket, key: session.key, version_id: part.versionId })))
+    .execute();
+}
+
+/** Queues the blobs of every unfinished part chunk of an upload for deletion; the rows go with the session. */
+async function queueChunkBlobs(trx: Transaction<Database>, session: Selectable<UploadSessionsTable>): Promise<void> {
+  const chunks = await trx.selectFrom("upload_part_chunks").select("version_id").where("upload_id", "=", session.upload_id).execute();
+  if (chunks.length === 0) return;
+  await trx
+    .insertInto("blob_deletions")
+    .values(chunks.map((chunk) => ({ bucket: session.bucket, key: session.key, version_id: chunk.version_id })))
     .execute();
 }
 
