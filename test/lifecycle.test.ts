@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { StorageClass, VersioningState } from "../gen/engram/v1/object_pb.js";
 import type { Clock } from "../src/service/lifecycle-worker.js";
 import { backendsUnderTest } from "./support/backends.js";
-import { failure, uniqueBucketName, usageByScan, usageReported } from "./support/buckets.js";
+import { blobNames, failure, uniqueBucketName, usageByScan, usageReported } from "./support/buckets.js";
 import { storageClient, type TestEngram } from "./support/engram.js";
 import { random, upload } from "./support/objects.js";
 
@@ -147,6 +147,10 @@ describe.each(backends)("on $name", (backend) => {
           yield { writeOffset: BigInt(part.length), finishWrite: true };
         })(),
       );
+      // Part 2 is unfinished: one chunk sent with a unary call, stored as a blob of its own.
+      const partOnly = (await blobNames(engram, bucket)).length;
+      await client().uploadPartChunk({ uploadId, partNumber: 2, writeOffset: 0n, data: { content: random(500) } });
+      expect((await blobNames(engram, bucket)).length).toBeGreaterThan(partOnly);
 
       daysAhead = 6;
       await engram.lifecycle.run();
@@ -158,6 +162,7 @@ describe.each(backends)("on $name", (backend) => {
       expect((await client().listMultipartUploads({ bucket })).uploads).toEqual([]);
       await engram.catalog.sweepNow();
       expect(await engram.metadata.listBlobDeletions(new Date(Date.now() + DAY_MS), 100)).toEqual([]);
+      expect(await blobNames(engram, bucket)).toEqual([]);
       await client().deleteBucket({ name: bucket });
     });
 

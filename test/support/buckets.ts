@@ -2,22 +2,14 @@ import { randomBytes } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 
-import { ConnectError, type Client } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
 import { inject } from "vitest";
 
 import type { StorageService } from "../../gen/engram/v1/storage_service_pb.js";
 import { minioClientFor } from "./backends.js";
 import type { TestEngram } from "./engram.js";
 
-/** Runs a call and returns the ConnectError it fails with. */
-export async function failure(call: () => Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call();
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("the call succeeded but was expected to fail");
-}
+export { failure } from "./uploads.js";
 
 /** Returns a bucket name no other test uses. */
 export function uniqueBucketName(label: string): string {
