@@ -46,6 +46,17 @@ export interface Config {
   readonly s3: S3Config;
   readonly postgres: PostgresConfig;
   readonly vault: VaultConfig;
+  readonly auth: AuthConfig;
+}
+
+/** Access control: who may call, and with which grants. */
+export interface AuthConfig {
+  /** False only with ENGRAM_AUTH=off, which allows every call without credentials. */
+  readonly enabled: boolean;
+  /** Bearer token of a built-in admin with every grant; empty when unset. */
+  readonly adminToken: string;
+  /** JSON file of principals, their token hashes and grants; empty when unset. */
+  readonly policyFile: string;
 }
 
 export interface S3Config {
@@ -187,6 +198,7 @@ function buildConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVar
     s3: Object.freeze(readS3Config(env, fromVault)),
     postgres: Object.freeze(readPostgresConfig(env, fromVault)),
     vault: Object.freeze(vault),
+    auth: Object.freeze(readAuthConfig(env)),
   };
   if (config.blobStore === "s3") {
     if (!env.ENGRAM_S3_ENDPOINT?.trim()) {
@@ -220,6 +232,19 @@ function readS3Config(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVa
     createBuckets: oneOf(env, "ENGRAM_S3_CREATE_BUCKETS", "true", ["true", "false"]) === "true",
     partSizeBytes: integer(env, "ENGRAM_S3_PART_SIZE_BYTES", 16 * MiB, 5 * MiB, 5 * 1024 * MiB),
     partsInFlight: integer(env, "ENGRAM_S3_PARTS_IN_FLIGHT", 4, 1, 64),
+  };
+}
+
+function readAuthConfig(env: NodeJS.ProcessEnv): AuthConfig {
+  const adminToken = secret(env, "ENGRAM_ADMIN_TOKEN", {}) ?? "";
+  if (adminToken !== "" && (adminToken.length < 32 || /\s/.test(adminToken))) {
+    throw new ConfigError("ENGRAM_ADMIN_TOKEN is too weak: use 32 or more characters without spaces, such as the output of openssl rand -hex 32");
+  }
+  const policyFile = text(env, "ENGRAM_POLICY_FILE", "");
+  return {
+    enabled: oneOf(env, "ENGRAM_AUTH", "on", ["on", "off"]) === "on",
+    adminToken,
+    policyFile: policyFile === "" ? "" : resolve(policyFile),
   };
 }
 

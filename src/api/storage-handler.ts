@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 
 import { ContentRangeSchema } from "../../gen/engram/v1/object_pb.js";
 import { StorageService, type DownloadResponse, type UploadRequest } from "../../gen/engram/v1/storage_service_pb.js";
@@ -12,7 +12,8 @@ import type { Limits } from "../service/limits.js";
 import type { MultipartService } from "../service/multipart.js";
 import type { ResumableService } from "../service/resumable.js";
 import type { UploadChunk, UploadService } from "../service/upload.js";
-import type { Authorizer } from "./authorize.js";
+import { seesBucket } from "../auth/grants.js";
+import { principalOf } from "./access-interceptor.js";
 import { callFactsOf } from "./call-log.js";
 import { createMultipartHandler } from "./multipart-handler.js";
 import { createResumableHandler, resumeUpload } from "./resumable-handler.js";
@@ -22,26 +23,25 @@ export interface StorageHandlerDeps {
   readonly uploads: UploadService;
   readonly downloads: DownloadService;
   readonly catalog: CatalogService;
-  readonly authorizer: Authorizer;
   readonly limits: Limits;
   readonly multipart: MultipartService;
   readonly resumable: ResumableService;
 }
 
 /**
- * Registers engram.v1.StorageService. Handlers only convert messages,
- * authorize and call a service; errors are mapped in the call-log
- * interceptor.
+ * Registers engram.v1.StorageService. Handlers only convert messages and
+ * call a service. The access interceptor has authorized each call before
+ * its handler runs, and the call-log interceptor maps errors.
  */
 export function registerStorageService(router: ConnectRouter, deps: StorageHandlerDeps): void {
   router.service(StorageService, createStorageHandler(deps));
 }
 
 function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof StorageService> {
-  const { uploads, downloads, catalog, authorizer, limits, multipart, resumable } = deps;
+  const { uploads, downloads, catalog, limits, multipart, resumable } = deps;
   return {
-    ...createMultipartHandler(multipart, authorizer),
-    ...createResumableHandler(resumable, authorizer),
+    ...createMultipartHandler(multipart),
+    ...createResumableHandler(resumable),
 
     async upload(requests, ctx) {
       const iterator = requests[Symbol.asyncIterator]();
@@ -50,7 +50,7 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
         throw invalidArgument("upload stream is empty: send the object spec in the first message");
       }
       if (first.value.spec === undefined && first.value.uploadId !== "") {
-        return resumeUpload(resumable, authorizer, first.value.uploadId, chunksOf(first.value, iterator, ctx.signal), ctx);
+        return resumeUpload(resumable, first.value.uploadId, chunksOf(first.value, iterator, ctx.signal), ctx);
       }
       if (first.value.spec === undefined) {
         throw invalidArgument("first upload message has neither spec nor upload_id: send the object properties, or the upload_id of a resumable upload, first");
@@ -59,7 +59,6 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
       const spec = uploadSpecFromProto(first.value.spec);
       const facts = callFactsOf(ctx.values);
       facts.bucket = spec.bucket;
-      await authorizer.authorize(ctx, "object.write", spec.bucket, spec.key);
 
       const object = await uploads.upload(spec, chunksOf(first.value, iterator, ctx.signal), ctx.signal);
       facts.bytes = object.size;
@@ -70,7 +69,6 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
       const facts = callFactsOf(ctx.values);
       facts.bucket = request.bucket;
       facts.bytes = 0;
-      await authorizer.authorize(ctx, "object.read", request.bucket, request.key);
 
       const opened = await downloads.open(
         {
@@ -101,35 +99,32 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
 
     async getObject(request, ctx) {
       callFactsOf(ctx.values).bucket = request.bucket;
-      await authorizer.authorize(ctx, "object.read", request.bucket, request.key);
       const object = await catalog.getObject(request.bucket, request.key, numberFromInt64(request.generation, "generation"));
       return { object: objectToProto(object) };
     },
 
     async listObjects(request, ctx) {
       callFactsOf(ctx.values).bucket = request.bucket;
-      await authorizer.authorize(ctx, "object.list", request.bucket);
       const page = await catalog.listObjects(request);
       return { objects: page.objects.map(objectToProto), prefixes: page.prefixes, nextPageToken: page.nextPageToken };
     },
 
     async deleteObject(request, ctx) {
       callFactsOf(ctx.values).bucket = request.bucket;
-      await authorizer.authorize(ctx, "object.delete", request.bucket, request.key);
       const ifGenerationMatch = request.ifGenerationMatch === undefined ? undefined : numberFromInt64(request.ifGenerationMatch, "if_generation_match");
       await catalog.deleteObject(request.bucket, request.key, ifGenerationMatch);
       return {};
     },
 
     async listBuckets(_request, ctx) {
-      await authorizer.authorize(ctx, "bucket.read");
-      const buckets = await catalog.listBuckets();
+      // Callers see only the buckets that some grant of theirs names.
+      const principal = principalOf(ctx.values);
+      const buckets = (await catalog.listBuckets()).filter((bucket) => seesBucket(principal, bucket.name));
       return { buckets: buckets.map((bucket) => ({ name: bucket.name, createTime: timestampFromDate(bucket.createdAt) })) };
     },
 
     async getBucket(request, ctx) {
       callFactsOf(ctx.values).bucket = request.name;
-      await authorizer.authorize(ctx, "bucket.read", request.name);
       const bucket = await catalog.getBucket(request.name);
       return {
         bucket: {
@@ -141,8 +136,7 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
       };
     },
 
-    async getCapabilities(_request, ctx: HandlerContext) {
-      await authorizer.authorize(ctx, "service.read");
+    async getCapabilities() {
       return {
         maxMessageBytes: BigInt(limits.maxMessageBytes),
         maxUploadChunkBytes: BigInt(limits.maxUploadChunkBytes),

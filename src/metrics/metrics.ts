@@ -16,6 +16,7 @@ export interface Metrics {
   readonly storageOperationDuration: Histogram<"operation" | "backend">;
   readonly activeUploads: Gauge;
   readonly failedOperationsTotal: Counter<"operation" | "code">;
+  readonly authFailuresTotal: Counter<"reason">;
 }
 
 /** Creates the registry with Engram's metrics and Node's default process metrics. */
@@ -39,6 +40,12 @@ export function createMetrics(poolStats?: () => PoolStats | undefined): Metrics 
     }),
     activeUploads: new Gauge({ name: "engram_active_uploads", help: "Upload calls in progress.", registers: [registry] }),
     failedOperationsTotal: new Counter({ name: "engram_failed_operations_total", help: "Calls that ended with an error, by RPC and gRPC code.", labelNames: ["operation", "code"], registers: [registry] }),
+    authFailuresTotal: new Counter({
+      name: "engram_auth_failures_total",
+      help: "Calls and HTTP requests rejected by access control: reason missing, malformed or invalid credentials, or denied by the grants.",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
   };
 
   if (poolStats) {

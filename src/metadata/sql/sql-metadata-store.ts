@@ -22,7 +22,9 @@ import type {
   StorageClassName,
   UploadSessionRecord,
 } from "../metadata-store.js";
+import type { AccessStore } from "../access-store.js";
 import { migrationProvider } from "./migrations.js";
+import { SqlAccessStore } from "./sql-access-store.js";
 import * as uploads from "./sql-upload-queries.js";
 import type { Database, ObjectsTable } from "./schema.js";
 
@@ -40,6 +42,7 @@ export interface SqlMetadataStoreOptions {
 
 export class SqlMetadataStore implements MetadataStore {
   readonly poolStats?: () => PoolStats;
+  readonly access: AccessStore;
   private readonly onClose: () => Promise<void>;
   private readonly unavailableHint: string;
 
@@ -51,11 +54,14 @@ export class SqlMetadataStore implements MetadataStore {
     this.onClose = options.onClose ?? (async () => {});
     this.unavailableHint = options.unavailableHint ?? "retry later";
     if (options.poolStats) this.poolStats = options.poolStats;
+    this.access = translatingErrors(new SqlAccessStore(db), this.unavailableHint);
   }
 
   /** Applies pending migrations; call once before first use. */
   async migrate(): Promise<void> {
-    const migrator = new Migrator({ db: this.db, provider: migrationProvider });
+    // Migrations added on parallel branches may land out of name order, so a
+    // database may already have a later one than a newly merged one.
+    const migrator = new Migrator({ db: this.db, provider: migrationProvider, allowUnorderedMigrations: true });
     const { error, results } = await migrator.migrateToLatest();
     if (error) {
       // A database that cannot be reached is not a broken migration: report
@@ -423,4 +429,21 @@ function describeError(err: unknown): string {
     return err.errors.map((inner) => (inner as Error)?.message ?? String(inner)).join(", ");
   }
   return (err as Error | undefined)?.message ?? String(err);
+}
+
+/** Wraps every method of an access store so database errors become StorageErrors, as in SqlMetadataStore. */
+function translatingErrors(inner: AccessStore, unavailableHint: string): AccessStore {
+  return new Proxy(inner, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (typeof value !== "function") return value;
+      return async (...args: unknown[]) => {
+        try {
+          return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        } catch (err) {
+          throw translateDatabaseError(err, unavailableHint);
+        }
+      };
+    },
+  });
 }
