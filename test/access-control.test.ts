@@ -1,8 +1,8 @@
 /*
- * Access control end to end: which principal may call which RPC and HTTP
- * path, over gRPC, gRPC-Web and Connect; revocation of keys and of the
- * presigned URLs they issued; the policy file; the audit log; and that
- * every RPC of every generated service has an access rule.
+ * Access control end to end. A table states which principal may call which
+ * RPC (over gRPC, gRPC-Web and Connect) and HTTP path. Other suites cover
+ * revocation of keys and of the presigned URLs they issued, the policy
+ * file, the audit log, and that every generated RPC has an access rule.
  */
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

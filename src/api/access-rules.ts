@@ -1,5 +1,5 @@
 /*
- * What every RPC needs, in one table: the access interceptor looks each
+ * The access each RPC needs, in one table: the access interceptor looks each
  * call up here before the handler runs. An RPC without an entry is denied
  * at run time, the table's type makes a missing entry of a generated
  * service a compile error, and a test checks every method of every service

@@ -10,7 +10,7 @@
  *                                                 upload
  *
  * The key is the rest of the path, percent-decoded. Every request is
- * authorized before any store is touched. A URL that carries an
+ * authorized before any object is read or written. A URL that carries an
  * X-Engram-Signature is a presigned URL: its signature, expiry and signed
  * constraints are checked, and the principal that created it must still
  * exist and hold the grant. Any other request needs a bearer token, as on
@@ -111,7 +111,7 @@ interface RequestFacts {
   peer: string;
   /** The caller, or the creator of a presigned URL, once known. */
   principal?: Principal;
-  /** What the request was authorized for, for the audit log. */
+  /** Checks the request was authorized for, kept for the audit log. */
   checks: AccessCheck[];
 }
 
@@ -179,7 +179,7 @@ async function authorizePresigned(deps: DataPlaneDeps, constraints: Record<strin
   deps.access.authorize(creator, [check], facts.operation, facts.peer);
 }
 
-/** Authorizes a request that is not presigned by its bearer token. */
+/** Authorizes a request without a signature by its bearer token. */
 async function authorizeBearer(deps: DataPlaneDeps, req: Request, check: AccessCheck, facts: RequestFacts): Promise<void> {
   const principal = await deps.access.authenticate(headerOf(req, "authorization"), facts.operation, facts.peer);
   facts.principal = principal;
