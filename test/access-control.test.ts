@@ -321,6 +321,28 @@ describe("access table", () => {
     expect(((await grpc.json()) as { code: string }).code).toBe("unauthenticated");
   });
 
+  it("CreateAccessKey rejects bad input", async () => {
+    const admin = clientsFor("connect", engram.url, TEST_ADMIN_TOKEN).admin;
+    const cases = [
+      { principal: "bad name", grants: [{ bucket: "mnemos-logs", actions: ["read"] }], message: "principal" },
+      { principal: "p", grants: [], message: "grants is empty" },
+      { principal: "p", grants: [{ bucket: "mnemos-logs", actions: ["fly"] }], message: "\"fly\"" },
+      { principal: "p", grants: [{ bucket: "", actions: ["read"] }], message: "bucket is missing" },
+      { principal: "p", grants: [{ bucket: "mnemos-logs", actions: [] }], message: "actions is empty" },
+    ];
+    for (const { message, ...request } of cases) {
+      const error = await admin.createAccessKey(request).then(
+        () => undefined,
+        (err: unknown) => ConnectError.from(err),
+      );
+      expect(error?.code, JSON.stringify(request)).toBe(Code.InvalidArgument);
+      expect(error?.rawMessage).toContain(message);
+    }
+    expect(await outcome(() => admin.listAuditEvents({ pageToken: "x" }))).toBe("InvalidArgument");
+    expect(await outcome(() => admin.listAuditEvents({ pageSize: 5000 }))).toBe("InvalidArgument");
+    expect(await outcome(() => admin.revokeAccessKey({ keyId: "" }))).toBe("InvalidArgument");
+  });
+
   it("ListBuckets shows only granted buckets", async () => {
     const { buckets } = await clientsFor("grpc", engram.url, tokens.jobWriter).storage.listBuckets({});
     expect(buckets.map((bucket) => bucket.name)).toEqual(["mnemos-artifacts"]);
