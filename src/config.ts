@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 
+import type { JwtConfig } from "./auth/jwt.js";
 import { readKvSecret, VaultError } from "./secrets/vault.js";
 import { prettyLogsAvailable, type LogFormat } from "./log.js";
 import { validateBucketName } from "./service/names.js";
@@ -57,6 +58,8 @@ export interface AuthConfig {
   readonly adminToken: string;
   /** JSON file of principals, their token hashes and grants; empty when unset. */
   readonly policyFile: string;
+  /** JWTs of an identity service; undefined when not accepted. */
+  readonly jwt: JwtConfig | undefined;
 }
 
 export interface S3Config {
@@ -245,7 +248,19 @@ function readAuthConfig(env: NodeJS.ProcessEnv): AuthConfig {
     enabled: oneOf(env, "ENGRAM_AUTH", "on", ["on", "off"]) === "on",
     adminToken,
     policyFile: policyFile === "" ? "" : resolve(policyFile),
+    jwt: readJwtConfig(env),
   };
+}
+
+function readJwtConfig(env: NodeJS.ProcessEnv): JwtConfig | undefined {
+  const issuer = text(env, "ENGRAM_JWT_ISSUER", "");
+  const audience = text(env, "ENGRAM_JWT_AUDIENCE", "");
+  const jwksFile = text(env, "ENGRAM_JWT_JWKS_FILE", "");
+  if (issuer === "" && audience === "" && jwksFile === "") return undefined;
+  for (const [name, value] of [["ENGRAM_JWT_ISSUER", issuer], ["ENGRAM_JWT_AUDIENCE", audience], ["ENGRAM_JWT_JWKS_FILE", jwksFile]] as const) {
+    if (value === "") throw new ConfigError(`${name} is missing: JWTs need ENGRAM_JWT_ISSUER, ENGRAM_JWT_AUDIENCE and ENGRAM_JWT_JWKS_FILE together`);
+  }
+  return Object.freeze({ issuer, audience, jwksFile: resolve(jwksFile), principalClaim: text(env, "ENGRAM_JWT_PRINCIPAL_CLAIM", "sub") });
 }
 
 function readPostgresConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVariable, string>>): PostgresConfig {

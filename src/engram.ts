@@ -20,6 +20,7 @@ import { registerAdminService } from "./api/admin-handler.js";
 import { AccessControl } from "./auth/access-control.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { createFirstAdminKey } from "./auth/bootstrap.js";
+import { JwtVerifier } from "./auth/jwt.js";
 import { watchPolicyFile } from "./auth/policy-file.js";
 import { CallTracker, callFactsKey, callLogInterceptor } from "./api/call-log.js";
 import { HealthMonitor } from "./api/health-monitor.js";
@@ -256,7 +257,8 @@ async function startAccessControl(
   log: Logger,
   announce: (text: string) => void,
 ): Promise<{ authenticator: Authenticator; stop: () => void }> {
-  const authenticator = new Authenticator(metadata.access, config.auth.adminToken);
+  const jwt = config.auth.jwt === undefined ? undefined : new JwtVerifier(config.auth.jwt);
+  const authenticator = new Authenticator(metadata.access, config.auth.adminToken, jwt);
   if (!config.auth.enabled) {
     log.warn("access control is off (ENGRAM_AUTH=off): every caller may read, write and delete every object; use it only for local experiments");
     return { authenticator, stop: () => undefined };

@@ -4,6 +4,7 @@
  * revocation of keys and of the presigned URLs they issued, the policy
  * file, the audit log, and that every generated RPC has an access rule.
  */
+import { generateKeyPairSync, sign } from "node:crypto";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -505,5 +506,64 @@ describe("policy file", () => {
     } finally {
       await rm(bad, { force: true });
     }
+  });
+});
+
+describe("JWT", () => {
+  let engram: TestEngram;
+  let dir: string;
+  const ec = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const claims = { iss: "https://id.mnemos.test", aud: "engram", sub: "svc-reader" };
+
+  function jwt(payload: Record<string, unknown>, algorithm: "ES256" | "RS256" = "ES256"): string {
+    const header = { alg: algorithm, kid: algorithm === "ES256" ? "ec-1" : "rsa-1", typ: "JWT" };
+    const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
+    const signed = `${encode(header)}.${encode({ exp: Math.floor(Date.now() / 1000) + 300, ...payload })}`;
+    const key = algorithm === "ES256" ? { key: ec.privateKey, dsaEncoding: "ieee-p1363" as const } : rsa.privateKey;
+    return `${signed}.${sign("sha256", Buffer.from(signed), key).toString("base64url")}`;
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "engram-jwt-"));
+    const keys = [
+      { ...ec.publicKey.export({ format: "jwk" }), kid: "ec-1" },
+      { ...rsa.publicKey.export({ format: "jwk" }), kid: "rsa-1" },
+    ];
+    await writeFile(join(dir, "jwks.json"), JSON.stringify({ keys }));
+    const principals = [{ name: "svc-reader", tokenSha256: [], grants: [{ bucket: "mnemos-models", actions: ["list"] }] }];
+    await writeFile(join(dir, "policy.json"), JSON.stringify({ principals }));
+    engram = await startTestEngram({
+      ENGRAM_POLICY_FILE: join(dir, "policy.json"),
+      ENGRAM_JWT_ISSUER: claims.iss,
+      ENGRAM_JWT_AUDIENCE: claims.aud,
+      ENGRAM_JWT_JWKS_FILE: join(dir, "jwks.json"),
+    });
+  });
+
+  afterAll(async () => {
+    await engram.destroy();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("maps a valid token to its principal", async () => {
+    const list = (token: string) => outcome(() => clientsFor("grpc", engram.url, token).storage.listObjects({ bucket: "mnemos-models" }));
+    expect(await list(jwt(claims))).toBe("OK");
+    expect(await list(jwt(claims, "RS256"))).toBe("OK");
+    expect(await outcome(() => clientsFor("grpc", engram.url, jwt(claims)).storage.listObjects({ bucket: "mnemos-logs" }))).toBe("PermissionDenied");
+    expect(await list(jwt({ ...claims, sub: "not-in-policy" }))).toBe("PermissionDenied");
+  });
+
+  it("rejects wrong claims and signatures", async () => {
+    const list = (token: string) => outcome(() => clientsFor("connect", engram.url, token).storage.listObjects({ bucket: "mnemos-models" }));
+    expect(await list(jwt({ ...claims, aud: "other" }))).toBe("Unauthenticated");
+    expect(await list(jwt({ ...claims, iss: "https://evil.test" }))).toBe("Unauthenticated");
+    expect(await list(jwt({ ...claims, exp: Math.floor(Date.now() / 1000) - 3600 }))).toBe("Unauthenticated");
+    expect(await list(jwt({ ...claims, nbf: Math.floor(Date.now() / 1000) + 3600 }))).toBe("Unauthenticated");
+    const [header, , signature] = jwt(claims).split(".");
+    const forged = `${header}.${Buffer.from(JSON.stringify({ ...claims, sub: "admin", exp: 9_999_999_999 })).toString("base64url")}.${signature}`;
+    expect(await list(forged)).toBe("Unauthenticated");
+    const unsigned = `${Buffer.from(JSON.stringify({ alg: "none", kid: "ec-1" })).toString("base64url")}.${jwt(claims).split(".")[1]}.x`;
+    expect(await list(unsigned)).toBe("Unauthenticated");
   });
 });

@@ -3,11 +3,14 @@
  * sources: access keys in the metadata store (found by the key id inside
  * the token, so revocation takes effect on every replica at the next call),
  * the principals of the policy file, and the ENGRAM_ADMIN_TOKEN setting.
+ * A JWT from the identity service, when configured, authenticates as the
+ * policy file principal that its principal claim names.
  * Only SHA-256 digests of tokens are held, and they are compared in
  * constant time.
  */
 import type { AccessStore } from "../metadata/access-store.js";
 import { ADMIN_GRANTS, type Principal } from "./grants.js";
+import { looksLikeJwt, type JwtVerifier } from "./jwt.js";
 import { digestsEqual, keyIdOf, sha256Of } from "./tokens.js";
 
 /** A principal whose tokens are configured rather than stored. */
@@ -31,6 +34,7 @@ export class Authenticator {
   constructor(
     private readonly store: AccessStore,
     adminToken: string,
+    private readonly jwt?: JwtVerifier,
   ) {
     this.admin = adminToken === "" ? undefined : { id: CONFIG_ADMIN_ID, grants: ADMIN_GRANTS, tokenSha256: [sha256Of(adminToken)] };
   }
@@ -42,6 +46,7 @@ export class Authenticator {
 
   /** Returns the principal of a token, or undefined when the token is unknown or its key is revoked. */
   async authenticate(token: string): Promise<Principal | undefined> {
+    if (this.jwt !== undefined && looksLikeJwt(token)) return this.authenticateJwt(this.jwt, token);
     const keyId = keyIdOf(token);
     const digest = sha256Of(token);
     if (keyId !== undefined) {
@@ -74,6 +79,19 @@ export class Authenticator {
     }
     const principal = this.configured().find((candidate) => candidate.id === id);
     return principal && { id: principal.id, grants: principal.grants };
+  }
+
+  /**
+   * Returns the policy principal a valid JWT names. A name that the policy
+   * file lacks still authenticates, with no grants, so its calls are
+   * PERMISSION_DENIED rather than UNAUTHENTICATED.
+   */
+  private authenticateJwt(jwt: JwtVerifier, token: string): Principal | undefined {
+    const name = jwt.principalOf(token);
+    if (name === undefined) return undefined;
+    const id = policyPrincipalId(name);
+    const principal = this.policy.find((candidate) => candidate.id === id);
+    return { id, grants: principal?.grants ?? [] };
   }
 
   private configured(): readonly ConfiguredPrincipal[] {
