@@ -8,8 +8,8 @@
  * Only SHA-256 digests of tokens are held, and they are compared in
  * constant time.
  */
-import type { AccessStore } from "../metadata/access-store.js";
-import { ADMIN_GRANTS, type Principal } from "./grants.js";
+import type { AccessKeyRecord, AccessStore } from "../metadata/access-store.js";
+import { ADMIN_GRANTS, type Grant, type Principal } from "./grants.js";
 import { looksLikeJwt, type JwtVerifier } from "./jwt.js";
 import { digestsEqual, keyIdOf, sha256Of } from "./tokens.js";
 
@@ -52,7 +52,7 @@ export class Authenticator {
     if (keyId !== undefined) {
       const key = await this.store.getAccessKey(keyId);
       if (key === undefined || key.revokedAt !== undefined || !digestsEqual(key.tokenSha256, digest)) return undefined;
-      return { id: `${KEY_PRINCIPAL_PREFIX}${key.keyId}`, grants: key.grants };
+      return { id: `${KEY_PRINCIPAL_PREFIX}${key.keyId}`, grants: grantsOf(key) };
     }
 
     // Every configured digest is compared, so the time taken does not tell
@@ -75,7 +75,7 @@ export class Authenticator {
     if (id.startsWith(KEY_PRINCIPAL_PREFIX)) {
       const key = await this.store.getAccessKey(id.slice(KEY_PRINCIPAL_PREFIX.length));
       if (key === undefined || key.revokedAt !== undefined) return undefined;
-      return { id, grants: key.grants };
+      return { id, grants: grantsOf(key) };
     }
     const principal = this.configured().find((candidate) => candidate.id === id);
     return principal && { id: principal.id, grants: principal.grants };
@@ -97,6 +97,11 @@ export class Authenticator {
   private configured(): readonly ConfiguredPrincipal[] {
     return this.admin === undefined ? this.policy : [this.admin, ...this.policy];
   }
+}
+
+/** Returns a stored key's grants; AdminService checked them with parseGrants when it created the key. */
+function grantsOf(key: AccessKeyRecord): readonly Grant[] {
+  return key.grants as readonly Grant[];
 }
 
 /** Builds the principal id of a policy file entry. */

@@ -1,11 +1,16 @@
-import type { Grant } from "../auth/grants.js";
+/** A grant as stored: actions on a bucket ("*" for all), optionally under a key prefix. */
+export interface GrantRecord {
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly actions: readonly string[];
+}
 
 /** A stored access key; the token itself is never stored, only its SHA-256. */
 export interface AccessKeyRecord {
   readonly keyId: string;
   readonly principal: string;
   readonly description: string;
-  readonly grants: readonly Grant[];
+  readonly grants: readonly GrantRecord[];
   /** Hex SHA-256 of the token. */
   readonly tokenSha256: string;
   readonly createdAt: Date;

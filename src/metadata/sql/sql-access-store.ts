@@ -1,8 +1,7 @@
 /* AccessStore on Kysely, over the access_keys and audit_events tables. */
 import { sql, type Kysely, type Selectable } from "kysely";
 
-import type { Grant } from "../../auth/grants.js";
-import type { AccessKeyRecord, AccessStore, AuditEvent, AuditQuery, AuditRecord, NewAccessKey } from "../access-store.js";
+import type { AccessKeyRecord, AccessStore, AuditEvent, AuditQuery, AuditRecord, GrantRecord, NewAccessKey } from "../access-store.js";
 import type { AccessKeysTable, Database } from "./schema.js";
 
 export class SqlAccessStore implements AccessStore {
@@ -67,7 +66,7 @@ export class SqlAccessStore implements AccessStore {
 }
 
 function accessKeyOf(row: Selectable<AccessKeysTable>): AccessKeyRecord {
-  const grants = (typeof row.grants === "string" ? JSON.parse(row.grants) : row.grants) as Grant[];
+  const grants = (typeof row.grants === "string" ? JSON.parse(row.grants) : row.grants) as GrantRecord[];
   return {
     keyId: row.key_id,
     principal: row.principal,
