@@ -5,7 +5,7 @@
  * file, the audit log, and that every generated RPC has an access rule.
  */
 import { generateKeyPairSync, sign } from "node:crypto";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -565,5 +565,26 @@ describe("JWT", () => {
     expect(await list(forged)).toBe("Unauthenticated");
     const unsigned = `${Buffer.from(JSON.stringify({ alg: "none", kid: "ec-1" })).toString("base64url")}.${jwt(claims).split(".")[1]}.x`;
     expect(await list(unsigned)).toBe("Unauthenticated");
+  });
+});
+
+describe("first start", () => {
+  it("creates one admin key and announces it", async () => {
+    const announced: string[] = [];
+    const engram = await startTestEngram({ ENGRAM_ADMIN_TOKEN: "" }, { announce: (text) => announced.push(text) });
+    try {
+      const token = (await readFile(join(engram.dataDir, "admin-token"), "utf8")).trim();
+      expect(announced).toHaveLength(1);
+      expect(announced[0]).toContain(token);
+      expect((await stat(join(engram.dataDir, "admin-token"))).mode & 0o777).toBe(0o600);
+      expect(JSON.stringify(engram.logs)).not.toContain(token);
+
+      const admin = clientsFor("connect", engram.url, token).admin;
+      const { accessKeys } = await admin.listAccessKeys({});
+      expect(accessKeys.map((key) => key.principal)).toEqual(["admin"]);
+      expect(await outcome(() => clientsFor("connect", engram.url, TEST_ADMIN_TOKEN).admin.listAccessKeys({}))).toBe("Unauthenticated");
+    } finally {
+      await engram.destroy();
+    }
   });
 });
