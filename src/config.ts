@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 
+import type { JwtConfig } from "./auth/jwt.js";
 import { readKvSecret, VaultError } from "./secrets/vault.js";
 import { prettyLogsAvailable, type LogFormat } from "./log.js";
 import { validateBucketName } from "./service/names.js";
@@ -50,6 +51,19 @@ export interface Config {
   readonly s3: S3Config;
   readonly postgres: PostgresConfig;
   readonly vault: VaultConfig;
+  readonly auth: AuthConfig;
+}
+
+/** Access control: who may call, and with which grants. */
+export interface AuthConfig {
+  /** False only with ENGRAM_AUTH=off, which allows every call without credentials. */
+  readonly enabled: boolean;
+  /** Bearer token of a built-in admin with every grant; empty when unset. */
+  readonly adminToken: string;
+  /** JSON file of principals, their token hashes and grants; empty when unset. */
+  readonly policyFile: string;
+  /** JWTs of an identity service; undefined when not accepted. */
+  readonly jwt: JwtConfig | undefined;
 }
 
 export interface S3Config {
@@ -193,6 +207,7 @@ function buildConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVar
     s3: Object.freeze(readS3Config(env, fromVault)),
     postgres: Object.freeze(readPostgresConfig(env, fromVault)),
     vault: Object.freeze(vault),
+    auth: Object.freeze(readAuthConfig(env)),
   };
   if (config.blobStore === "s3") {
     if (!env.ENGRAM_S3_ENDPOINT?.trim()) {
@@ -227,6 +242,31 @@ function readS3Config(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVa
     partSizeBytes: integer(env, "ENGRAM_S3_PART_SIZE_BYTES", 16 * MiB, 5 * MiB, 5 * 1024 * MiB),
     partsInFlight: integer(env, "ENGRAM_S3_PARTS_IN_FLIGHT", 4, 1, 64),
   };
+}
+
+function readAuthConfig(env: NodeJS.ProcessEnv): AuthConfig {
+  const adminToken = secret(env, "ENGRAM_ADMIN_TOKEN", {}) ?? "";
+  if (adminToken !== "" && (adminToken.length < 32 || /\s/.test(adminToken))) {
+    throw new ConfigError("ENGRAM_ADMIN_TOKEN is too weak: use 32 or more characters without spaces, such as the output of openssl rand -hex 32");
+  }
+  const policyFile = text(env, "ENGRAM_POLICY_FILE", "");
+  return {
+    enabled: oneOf(env, "ENGRAM_AUTH", "on", ["on", "off"]) === "on",
+    adminToken,
+    policyFile: policyFile === "" ? "" : resolve(policyFile),
+    jwt: readJwtConfig(env),
+  };
+}
+
+function readJwtConfig(env: NodeJS.ProcessEnv): JwtConfig | undefined {
+  const issuer = text(env, "ENGRAM_JWT_ISSUER", "");
+  const audience = text(env, "ENGRAM_JWT_AUDIENCE", "");
+  const jwksFile = text(env, "ENGRAM_JWT_JWKS_FILE", "");
+  if (issuer === "" && audience === "" && jwksFile === "") return undefined;
+  for (const [name, value] of [["ENGRAM_JWT_ISSUER", issuer], ["ENGRAM_JWT_AUDIENCE", audience], ["ENGRAM_JWT_JWKS_FILE", jwksFile]] as const) {
+    if (value === "") throw new ConfigError(`${name} is missing: JWTs need ENGRAM_JWT_ISSUER, ENGRAM_JWT_AUDIENCE and ENGRAM_JWT_JWKS_FILE together`);
+  }
+  return Object.freeze({ issuer, audience, jwksFile: resolve(jwksFile), principalClaim: text(env, "ENGRAM_JWT_PRINCIPAL_CLAIM", "sub") });
 }
 
 function readPostgresConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVariable, string>>): PostgresConfig {

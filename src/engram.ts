@@ -14,7 +14,14 @@ import type { Logger } from "pino";
 import { file_engram_v1_presign_service } from "../gen/engram/v1/presign_service_pb.js";
 import { file_engram_v1_storage_service } from "../gen/engram/v1/storage_service_pb.js";
 import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
-import { allowAll, type Authorizer } from "./api/authorize.js";
+import { file_engram_v1_admin_service } from "../gen/engram/v1/admin_service_pb.js";
+import { accessInterceptor } from "./api/access-interceptor.js";
+import { registerAdminService } from "./api/admin-handler.js";
+import { AccessControl } from "./auth/access-control.js";
+import { Authenticator } from "./auth/authenticator.js";
+import { createFirstAdminKey } from "./auth/bootstrap.js";
+import { JwtVerifier } from "./auth/jwt.js";
+import { watchPolicyFile } from "./auth/policy-file.js";
 import { CallTracker, callFactsKey, callLogInterceptor } from "./api/call-log.js";
 import { HealthMonitor } from "./api/health-monitor.js";
 import { HealthStatus, registerHealth } from "./api/health.js";
@@ -89,7 +96,8 @@ export interface StartOptions {
   /** Replaces the default stores, for tests of other adapters. */
   readonly blobs?: BlobStore;
   readonly metadata?: MetadataStore;
-  readonly authorizer?: Authorizer;
+  /** Receives the admin token generated at first start; `engram serve` prints it to stderr. It never goes to the log. */
+  readonly announce?: (text: string) => void;
   /** Clock of the lifecycle worker; tests move it forward instead of waiting. */
   readonly clock?: Clock;
   /** Versions or uploads per lifecycle batch; tests make it small. */
@@ -165,15 +173,26 @@ async function startServices(
     ...(options.lifecycleBatchSize === undefined ? {} : { batchSize: options.lifecycleBatchSize }),
   });
 
+  const accessSetup = await startAccessControl(config, metadata, log, options.announce ?? (() => undefined));
+  const access = new AccessControl({ enabled: config.auth.enabled, authenticator: accessSetup.authenticator, store: metadata.access, failures: metrics.authFailuresTotal, log });
+  const lookups = {
+    uploadSession: async (uploadId: string) => {
+      const session = await multipart.requireSession(uploadId, true);
+      return { bucket: session.bucket, key: session.key };
+    },
+    finalizeTarget: (token: string) => presign.targetOf(token),
+  };
+
   const health = new HealthStatus();
   const monitor = new HealthMonitor(health, [STORAGE_SERVICE_NAME], metadata, blobs, log);
   const calls = new CallTracker();
 
   const routes = (router: ConnectRouter): void => {
-    registerStorageService(router, { uploads, downloads, catalog, multipart, partChunks, resumable, buckets, restores, authorizer: options.authorizer ?? allowAll, limits });
+    registerStorageService(router, { uploads, downloads, catalog, multipart, partChunks, resumable, buckets, restores, limits });
     registerHealth(router, health);
-    registerPresignService(router, presign, options.authorizer ?? allowAll, metrics);
-    registerReflection(router, [file_engram_v1_storage_service, file_engram_v1_presign_service, file_grpc_health_v1_health] as DescFile[]);
+    registerPresignService(router, presign, metrics);
+    registerAdminService(router, metadata.access);
+    registerReflection(router, [file_engram_v1_storage_service, file_engram_v1_presign_service, file_engram_v1_admin_service, file_grpc_health_v1_health] as DescFile[]);
   };
 
   const connectHandler = connectNodeAdapter({
@@ -183,10 +202,11 @@ async function startServices(
     // Object content is mostly incompressible model weights: gzip would
     // cost CPU and cut download speed to a fraction.
     acceptCompression: [],
-    interceptors: [callLogInterceptor(log, metrics, calls)],
+    // The call log comes first, so it logs and maps the access errors too.
+    interceptors: [callLogInterceptor(log, metrics, calls), accessInterceptor(access, lookups)],
     contextValues: (req) => createContextValues().set(callFactsKey, { peer: `${req.socket.remoteAddress}:${req.socket.remotePort}` }),
   });
-  const dataPlane = createDataPlane({ uploads, downloads, catalog, multipart, signer, log, metrics });
+  const dataPlane = createDataPlane({ uploads, downloads, catalog, multipart, signer, log, metrics, access });
   const grpcHandler = withGrpcMessageEncoding(connectHandler);
   const handler = withCors((req, res) => {
     if (!dataPlane(req, res)) grpcHandler(req, res);
@@ -204,6 +224,7 @@ async function startServices(
     await monitor.stop();
     await server.close(0);
     await ops.close();
+    accessSetup.stop();
     throw err;
   }
   sweeper.start(SWEEP_INTERVAL_MS);
@@ -229,6 +250,7 @@ async function startServices(
       await calls.idle(5000);
       await ops.close();
       await lifecycle.stop();
+      accessSetup.stop();
       await uploadSweeper.stop();
       await sweeper.stop();
       await reads.stop();
@@ -241,6 +263,34 @@ async function startServices(
   };
 
   return { config, url, port: address.port, metricsUrl, blobs, metadata, health, catalog, uploads, multipart, uploadSweeper, lifecycle, metrics, monitor, close };
+}
+
+/**
+ * Sets up who may call: loads and watches the policy file, and on first
+ * start creates the admin key. With access control off it only warns.
+ */
+async function startAccessControl(
+  config: Config,
+  metadata: MetadataStore,
+  log: Logger,
+  announce: (text: string) => void,
+): Promise<{ authenticator: Authenticator; stop: () => void }> {
+  const jwt = config.auth.jwt === undefined ? undefined : new JwtVerifier(config.auth.jwt);
+  const authenticator = new Authenticator(metadata.access, config.auth.adminToken, jwt);
+  if (!config.auth.enabled) {
+    log.warn("access control is off (ENGRAM_AUTH=off): every caller may read, write and delete every object; use it only for local experiments");
+    return { authenticator, stop: () => undefined };
+  }
+  const stop = config.auth.policyFile === "" ? () => undefined : watchPolicyFile(config.auth.policyFile, authenticator, log);
+  if (config.auth.adminToken === "") {
+    try {
+      await createFirstAdminKey(metadata.access, config.dataDir, log, announce);
+    } catch (err) {
+      stop();
+      throw err;
+    }
+  }
+  return { authenticator, stop };
 }
 
 function urlOf(address: AddressInfo): string {
@@ -283,7 +333,8 @@ function withCors(handler: RequestHandler, origins: readonly string[]): RequestH
       res.setHeader("Access-Control-Expose-Headers", connectCors.exposedHeaders.join(", "));
       if (req.method === "OPTIONS") {
         res.setHeader("Access-Control-Allow-Methods", connectCors.allowedMethods.join(", "));
-        res.setHeader("Access-Control-Allow-Headers", connectCors.allowedHeaders.join(", "));
+        // Browsers send the bearer token in Authorization, which Connect's list leaves out.
+        res.setHeader("Access-Control-Allow-Headers", [...connectCors.allowedHeaders, "Authorization"].join(", "));
         res.setHeader("Access-Control-Max-Age", "7200");
         res.writeHead(204);
         res.end();

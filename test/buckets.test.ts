@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BucketStatus, VersioningState } from "../gen/engram/v1/object_pb.js";
 import { backendsUnderTest } from "./support/backends.js";
 import { blobNames, failure, physicalBucketExists, uniqueBucketName } from "./support/buckets.js";
-import { storageClient, type TestEngram } from "./support/engram.js";
+import { TEST_AUTHORIZATION, storageClient, type TestEngram } from "./support/engram.js";
 import { download, random, upload } from "./support/objects.js";
 
 const backends = await backendsUnderTest();
@@ -120,7 +120,7 @@ describe.each(backends)("on $name", (backend) => {
     it("JSON always lists versioning and rules", async () => {
       const response = await fetch(`${engram.url}/engram.v1.StorageService/GetBucket`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", authorization: TEST_AUTHORIZATION },
         body: JSON.stringify({ name: "mnemos-logs" }),
       });
       const body = (await response.json()) as { bucket: Record<string, unknown> };
@@ -145,7 +145,7 @@ describe.each(backends)("on $name", (backend) => {
       };
       const response = await fetch(`${engram.url}/engram.v1.StorageService/UpdateBucket`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", authorization: TEST_AUTHORIZATION },
         body: JSON.stringify(body),
       });
       expect(response.status).toBe(200);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { UploadRequestSchema } from "../gen/engram/v1/storage_service_pb.js";
 import type { FsBlobStore } from "../src/blob/fs/fs-blob-store.js";
-import { PROTOCOLS, errorLogs, startTestEngram, storageClient, type TestEngram } from "./support/engram.js";
+import { PROTOCOLS, TEST_AUTHORIZATION, errorLogs, startTestEngram, storageClient, type TestEngram } from "./support/engram.js";
 import { waitFor } from "./support/wait.js";
 import { MiB, random, upload } from "./support/objects.js";
 import { create } from "@bufbuild/protobuf";
@@ -104,6 +104,7 @@ describe("upload connection loss", () => {
       ":path": "/engram.v1.StorageService/Upload",
       "content-type": "application/grpc+proto",
       te: "trailers",
+      authorization: TEST_AUTHORIZATION,
     });
     stream.on("error", () => undefined);
     session.on("error", () => undefined);

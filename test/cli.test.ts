@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { runCommand, type CommandRun } from "./support/cli.js";
 
-import { startTestEngram, type TestEngram } from "./support/engram.js";
+import { TEST_ADMIN_TOKEN, startTestEngram, type TestEngram } from "./support/engram.js";
 import { MiB, random } from "./support/objects.js";
 
 const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
@@ -20,7 +20,7 @@ type Run = CommandRun;
 /** Runs the built `engram` command against the test server. */
 function engramCli(args: string[], cwd: string): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ENGRAM_URL: engram.url }, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ENGRAM_URL: engram.url, ENGRAM_TOKEN: TEST_ADMIN_TOKEN }, timeout: 60_000 }, (err, stdout, stderr) => {
       let code = 0;
       if (err) {
         code = typeof err.code === "number" ? err.code : 1;
@@ -32,7 +32,7 @@ function engramCli(args: string[], cwd: string): Promise<Run> {
 
 /** Runs a command in this process against the test server. */
 function engramInProcess(args: string[]): Promise<Run> {
-  return runCommand(args, { ENGRAM_URL: engram.url });
+  return runCommand(args, { ENGRAM_URL: engram.url, ENGRAM_TOKEN: TEST_ADMIN_TOKEN });
 }
 
 let engram: TestEngram;
@@ -194,5 +194,53 @@ describe("engram command", () => {
     expect((await engramInProcess(["versioning", "cli-versions", "suspended"])).stdout).toBe("versioning of cli-versions is suspended\n");
     expect((await engramInProcess(["versioning", "cli-versions", "off"])).code).toBe(2);
     expect((await engramInProcess(["rb", "cli-versions"])).stdout).toBe("deleted bucket cli-versions\n");
+  });
+
+  it("admin keys create, list and revoke", async () => {
+    const created = await engramInProcess(["admin", "keys", "create", "ci-job", "--grant", "mnemos-artifacts/jobs/7/=write,read,list", "--description", "CI"]);
+    expect(created.stderr).toBe("");
+    expect(created.code).toBe(0);
+    const token = /token: +(\S+)/.exec(created.stdout)?.[1] ?? "";
+    const keyId = /key id: +(\S+)/.exec(created.stdout)?.[1] ?? "";
+    expect(token).toMatch(/^engram_/);
+    await writeFile(join(work, "job.bin"), random(1000));
+
+    const asJob = (args: string[]) => runCommand(args, { ENGRAM_URL: engram.url, ENGRAM_TOKEN: token });
+    expect((await asJob(["put", join(work, "job.bin"), "mnemos-artifacts/jobs/7/out.bin"])).code).toBe(0);
+    const outside = await asJob(["put", join(work, "job.bin"), "mnemos-artifacts/jobs/8/out.bin"]);
+    expect(outside.code).toBe(1);
+    expect(outside.stderr).toContain("PermissionDenied");
+
+    const listed = await engramInProcess(["admin", "keys", "list"]);
+    expect(listed.stdout).toContain(`${keyId}  active   `);
+    expect(listed.stdout).toContain("mnemos-artifacts/jobs/7/=write,read,list");
+    expect(listed.stdout).not.toContain(token);
+
+    expect((await engramInProcess(["admin", "keys", "revoke", keyId])).code).toBe(0);
+    const revoked = await asJob(["ls", "mnemos-artifacts/jobs/7/"]);
+    expect(revoked.code).toBe(1);
+    expect(revoked.stderr).toContain("Unauthenticated");
+
+    const audit = await engramInProcess(["admin", "audit", "--principal", `key:${keyId}`]);
+    expect(audit.stdout).toContain("PermissionDenied");
+    expect(audit.stdout).toContain("mnemos-artifacts/jobs/7/out.bin");
+  });
+
+  it("bad grant is a usage error", async () => {
+    const result = await engramInProcess(["admin", "keys", "create", "x", "--grant", "mnemos-logs"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("BUCKET[/PREFIX]=ACTION");
+  });
+
+  it("token comes from the data directory", async () => {
+    const dataDir = join(work, "data");
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(join(dataDir, "admin-token"), `${TEST_ADMIN_TOKEN}\n`);
+    const env = { ENGRAM_URL: engram.url, ENGRAM_DATA_DIR: dataDir, HOME: work };
+    const listed = await runCommand(["buckets"], env);
+    expect(listed.code).toBe(0);
+    const withoutToken = await runCommand(["buckets"], { ...env, ENGRAM_DATA_DIR: join(work, "nowhere") });
+    expect(withoutToken.code).toBe(1);
+    expect(withoutToken.stderr).toContain("credentials are missing");
   });
 });

@@ -113,6 +113,14 @@ describe("engram config check", () => {
     expect(result.stdout).not.toContain("engr");
   });
 
+  it("redacts the admin token", async () => {
+    const token = "admin-token-marker-0123456789abcdef0123";
+    const result = await engram(["config", "check"], { ENGRAM_ADMIN_TOKEN: token });
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout).auth.adminToken).toBe("<redacted>");
+    expect(result.stdout).not.toContain(token);
+  });
+
   it("exits 2 naming an invalid variable", async () => {
     const result = await engram(["config", "check"], { ...env, ENGRAM_S3_PARTS_IN_FLIGHT: "many" });
     expect(result.code).toBe(2);

@@ -91,6 +91,16 @@ describe("readConfig", () => {
     expect(() => readConfig({ ENGRAM_S3_ACCESS_KEY_FILE: file })).toThrow(`ENGRAM_S3_ACCESS_KEY_FILE=${file} cannot be read`);
   });
 
+  it("access control settings are checked", () => {
+    expect(readConfig({}).auth).toEqual({ enabled: true, adminToken: "", policyFile: "", jwt: undefined });
+    expect(readConfig({ ENGRAM_AUTH: "off" }).auth.enabled).toBe(false);
+    expect(() => readConfig({ ENGRAM_AUTH: "maybe" })).toThrow(/ENGRAM_AUTH/);
+    expect(() => readConfig({ ENGRAM_ADMIN_TOKEN: "short" })).toThrow(/ENGRAM_ADMIN_TOKEN is too weak/);
+    expect(() => readConfig({ ENGRAM_JWT_ISSUER: "https://id.test" })).toThrow(/ENGRAM_JWT_AUDIENCE is missing/);
+    const jwt = readConfig({ ENGRAM_JWT_ISSUER: "https://id.test", ENGRAM_JWT_AUDIENCE: "engram", ENGRAM_JWT_JWKS_FILE: "/etc/jwks.json" }).auth.jwt;
+    expect(jwt).toEqual({ issuer: "https://id.test", audience: "engram", jwksFile: "/etc/jwks.json", principalClaim: "sub" });
+  });
+
   it("secretSource follows the precedence", () => {
     expect(secretSource({ X: "a", X_FILE: "/f", X_VAULT_FIELD: "x" }, "X")).toBe("env");
     expect(secretSource({ X_FILE: "/f", X_VAULT_FIELD: "x" }, "X")).toBe("file");

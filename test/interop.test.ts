@@ -14,7 +14,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { crc32c } from "@node-rs/crc32";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { startTestEngram, type TestEngram } from "./support/engram.js";
+import { TEST_AUTHORIZATION, startTestEngram, type TestEngram } from "./support/engram.js";
 import { MiB, random, sha256Hex } from "./support/objects.js";
 import { findBuf, findGrpcurl, requireTool } from "./support/tools.js";
 
@@ -124,7 +124,16 @@ async function createStorageClient(address: string): Promise<StorageServiceClien
   });
   const service = definition["engram.v1.StorageService"] as grpc.ServiceDefinition;
   const Client = grpc.makeClientConstructor(service, "engram.v1.StorageService");
-  return new Client(address, grpc.credentials.createInsecure()) as unknown as StorageServiceClient;
+  // grpc-js refuses call credentials on an insecure channel, so an
+  // interceptor adds the token to every call's metadata.
+  const withToken: grpc.Interceptor = (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set("authorization", TEST_AUTHORIZATION);
+        next(metadata, listener);
+      },
+    });
+  return new Client(address, grpc.credentials.createInsecure(), { interceptors: [withToken] }) as unknown as StorageServiceClient;
 }
 
 /** Uploads `content` in 1 MiB chunks: the spec, the chunks, then finish_write. */
@@ -315,7 +324,7 @@ describe.skipIf(grpcurl.skip)("grpcurl", () => {
 
   it("GetObject prints object", async () => {
     const request = JSON.stringify({ bucket: BUCKET, key: KEY });
-    const { stdout } = await run(grpcurl.path(), ["-plaintext", "-d", request, target, "engram.v1.StorageService/GetObject"]);
+    const { stdout } = await run(grpcurl.path(), ["-plaintext", "-H", `authorization: ${TEST_AUTHORIZATION}`, "-d", request, target, "engram.v1.StorageService/GetObject"]);
     const { object } = JSON.parse(stdout) as { object: Record<string, unknown> & { checksums: { sha256: string } } };
 
     expect(object.bucket).toBe(BUCKET);
@@ -327,7 +336,7 @@ describe.skipIf(grpcurl.skip)("grpcurl", () => {
   });
 
   it("ListBuckets prints default buckets", async () => {
-    const { stdout } = await run(grpcurl.path(), ["-plaintext", target, "engram.v1.StorageService/ListBuckets"]);
+    const { stdout } = await run(grpcurl.path(), ["-plaintext", "-H", `authorization: ${TEST_AUTHORIZATION}`, target, "engram.v1.StorageService/ListBuckets"]);
     const { buckets } = JSON.parse(stdout) as { buckets: { name: string }[] };
 
     expect(buckets.map((bucket) => bucket.name).sort()).toEqual(DEFAULT_BUCKETS);
@@ -354,7 +363,7 @@ describe.skipIf(buf.skip)("buf curl", () => {
   });
 
   it("GetCapabilities returns limits", async () => {
-    const { stdout } = await run(buf.path(), [...grpcFlags, `http://${target}/engram.v1.StorageService/GetCapabilities`]);
+    const { stdout } = await run(buf.path(), [...grpcFlags, "-H", `authorization: ${TEST_AUTHORIZATION}`, `http://${target}/engram.v1.StorageService/GetCapabilities`]);
     const capabilities = JSON.parse(stdout) as Record<string, unknown>;
 
     expect(capabilities.maxListPageSize).toBe(1000);
@@ -371,6 +380,8 @@ describe.skipIf(buf.skip)("buf curl", () => {
       "--schema",
       REPO_ROOT,
       "--verbose",
+      "-H",
+      `authorization: ${TEST_AUTHORIZATION}`,
       `http://${target}/engram.v1.StorageService/ListBuckets`,
     ]);
     const { buckets } = JSON.parse(stdout) as { buckets: { name: string }[] };

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { startTestEngram, storageClient, type TestEngram } from "./support/engram.js";
+import { TEST_AUTHORIZATION, startTestEngram, storageClient, type TestEngram } from "./support/engram.js";
 import { download, random, upload } from "./support/objects.js";
 import { waitFor } from "./support/wait.js";
 
@@ -38,9 +38,10 @@ beforeAll(async () => {
   expect(await failure(() => client.getObject({ bucket: "mnemos-models", key: "m/missing" }))).toBe(Code.NotFound);
 
   const objects = `${engram.url}/v1/buckets/mnemos-models/objects`;
-  expect((await fetch(`${objects}/m/b`)).status).toBe(200);
-  expect((await fetch(`${objects}/m/c`, { method: "PUT", body: random(40) })).status).toBe(200);
-  expect((await fetch(`${objects}/m/none`)).status).toBe(404);
+  const headers = { authorization: TEST_AUTHORIZATION };
+  expect((await fetch(`${objects}/m/b`, { headers })).status).toBe(200);
+  expect((await fetch(`${objects}/m/c`, { method: "PUT", body: random(40), headers })).status).toBe(200);
+  expect((await fetch(`${objects}/m/none`, { headers })).status).toBe(404);
 
   const response = await fetch(`${engram.metricsUrl}/metrics`);
   expect(response.status).toBe(200);

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { StorageService, type UploadPartRequestSchema } from "../gen/engram/v1/storage_service_pb.js";
 import { backendsUnderTest } from "./support/backends.js";
-import { storageClient, type TestEngram } from "./support/engram.js";
+import { TEST_ADMIN_TOKEN, bearer, storageClient, type TestEngram } from "./support/engram.js";
 import { MiB, download, random, sha256Hex } from "./support/objects.js";
 import { failure, partBlobNames, partsOf, startReplica } from "./support/uploads.js";
 import { waitFor } from "./support/wait.js";
@@ -111,7 +111,7 @@ describe.each(backends)("multipart on $name", (backend) => {
 
     // Part 3 goes over a connection of its own, which is then destroyed.
     const connection = new Http2SessionManager(engram.url);
-    const cutClient = createClient(StorageService, createGrpcTransport({ baseUrl: engram.url, sessionManager: connection, acceptCompression: [] }));
+    const cutClient = createClient(StorageService, createGrpcTransport({ baseUrl: engram.url, sessionManager: connection, acceptCompression: [], interceptors: [bearer(TEST_ADMIN_TOKEN)] }));
     const sent = { bytes: 0 };
     async function* cutOff(): AsyncGenerator<PartRequest> {
       yield { uploadId, partNumber: 3 };

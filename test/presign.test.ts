@@ -15,7 +15,7 @@ import { S3BlobStore } from "../src/blob/s3/s3-blob-store.js";
 import { UrlSigner } from "../src/presign/url-signer.js";
 import { isStorageError } from "../src/service/errors.js";
 import { backendsUnderTest } from "./support/backends.js";
-import { storageClient, type TestEngram } from "./support/engram.js";
+import { TEST_ADMIN_TOKEN, TEST_AUTHORIZATION, bearer, storageClient, type TestEngram } from "./support/engram.js";
 import { random, sha256Hex, upload } from "./support/objects.js";
 import { freePort } from "./support/s3-peers.js";
 
@@ -31,7 +31,7 @@ afterAll(async () => {
 });
 
 function presignClient(engram: TestEngram) {
-  return createClient(PresignService, createGrpcTransport({ baseUrl: engram.url }));
+  return createClient(PresignService, createGrpcTransport({ baseUrl: engram.url, interceptors: [bearer(TEST_ADMIN_TOKEN)] }));
 }
 
 async function failure(call: () => Promise<unknown>): Promise<ConnectError | undefined> {
@@ -336,22 +336,24 @@ describe("embedded data plane", () => {
     await writeFile(join(dir, "model.safetensors"), content);
     const url = `${engram.url}/v1/buckets/${BUCKET}/objects/curl/model.safetensors`;
 
-    const put = await execFileAsync("curl", ["-sS", "--fail-with-body", "-T", "model.safetensors", url], { cwd: dir, timeout: 30_000 });
+    const auth = ["-H", `Authorization: ${TEST_AUTHORIZATION}`];
+    const put = await execFileAsync("curl", ["-sS", "--fail-with-body", ...auth, "-T", "model.safetensors", url], { cwd: dir, timeout: 30_000 });
     expect(JSON.parse(put.stdout).sha256).toBe(sha256Hex(content));
 
     const out = join(dir, "out");
     await execFileAsync("mkdir", ["-p", out]);
-    await execFileAsync("curl", ["-sS", "--fail", "-O", url], { cwd: out, timeout: 30_000 });
+    await execFileAsync("curl", ["-sS", "--fail", ...auth, "-O", url], { cwd: out, timeout: 30_000 });
     expect(sha256Hex(await readFile(join(out, "model.safetensors")))).toBe(sha256Hex(content));
 
-    const head = await fetch(url, { method: "HEAD" });
+    const authorization = TEST_AUTHORIZATION;
+    const head = await fetch(url, { method: "HEAD", headers: { authorization } });
     expect(head.headers.get("content-length")).toBe(String(content.length));
     const etag = head.headers.get("etag")!;
-    expect((await fetch(url, { headers: { "If-None-Match": etag } })).status).toBe(304);
-    const unsatisfiable = await fetch(url, { headers: { Range: `bytes=${content.length}-` } });
+    expect((await fetch(url, { headers: { "If-None-Match": etag, authorization } })).status).toBe(304);
+    const unsatisfiable = await fetch(url, { headers: { Range: `bytes=${content.length}-`, authorization } });
     expect(unsatisfiable.status).toBe(416);
     expect(unsatisfiable.headers.get("content-range")).toBe(`bytes */${content.length}`);
-    expect((await fetch(`${engram.url}/v1/buckets/${BUCKET}/objects/curl/missing`)).status).toBe(404);
+    expect((await fetch(`${engram.url}/v1/buckets/${BUCKET}/objects/curl/missing`, { headers: { authorization } })).status).toBe(404);
   });
 
   it("cut-off PUT stores nothing", async () => {
@@ -361,7 +363,7 @@ describe("embedded data plane", () => {
     const net = await import("node:net");
     const socket = net.connect(Number(port), "127.0.0.1");
     await new Promise((resolve) => socket.once("connect", resolve));
-    socket.write(`PUT /v1/buckets/${BUCKET}/objects/cut/off HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n`);
+    socket.write(`PUT /v1/buckets/${BUCKET}/objects/cut/off HTTP/1.1\r\nHost: x\r\nAuthorization: ${TEST_AUTHORIZATION}\r\nContent-Length: 1000000\r\n\r\n`);
     socket.write(random(300_000));
     await new Promise((resolve) => setTimeout(resolve, 200));
     socket.destroy();

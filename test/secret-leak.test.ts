@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it, inject } from "vitest";
 
 import { backendsUnderTest, s3Env } from "./support/backends.js";
-import { startTestEngram, storageClient, type LogEntry, type TestEngram } from "./support/engram.js";
+import { TEST_ADMIN_TOKEN, startTestEngram, storageClient, type LogEntry, type TestEngram } from "./support/engram.js";
 import { download, random, upload } from "./support/objects.js";
 import { createTestDatabase } from "./support/postgres.js";
 
@@ -33,9 +33,14 @@ describe.skipIf(!production.available)("logs of a full run", () => {
     await client.getObject({ bucket: "mnemos-models", key: "secret/missing" }).catch(() => undefined);
     await upload(client, "mnemos-models", "bad//key", random(1)).catch(() => undefined);
     await client.deleteObject({ bucket: "mnemos-models", key: "secret/a" });
+    // Rejected credentials are logged too, and must not carry the token sent.
+    const wrongToken = `${TEST_ADMIN_TOKEN}-wrong`;
+    await storageClient("grpc", engram.url, wrongToken).listBuckets({}).catch(() => undefined);
+    await fetch(`${engram.url}/v1/buckets/mnemos-models/objects/secret/a`, { headers: { authorization: `Token ${wrongToken}` } });
+    expect(engram.logs.some((entry) => entry.msg === "authentication failed")).toBe(true);
     await engram.close(0);
 
-    const secrets = [peer.accessKey, peer.secretKey, password];
+    const secrets = [peer.accessKey, peer.secretKey, password, TEST_ADMIN_TOKEN, "-wrong"];
     expect(engram.logs.length).toBeGreaterThan(5);
     expect(leaked(engram.logs, secrets)).toEqual([]);
   });

@@ -1,6 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, expect, it } from "vitest";
 
-import { storageClient } from "./support/engram.js";
+import { TEST_ADMIN_TOKEN, storageClient } from "./support/engram.js";
 
 const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
 const dirs: string[] = [];
@@ -18,9 +18,15 @@ afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
-/** Runs the container's start command, as the Dockerfile does, and waits for its URL. */
+/**
+ * Runs the container's start command, as the Dockerfile does, and waits for
+ * its URL. The server gets the test admin token unless `env` sets
+ * ENGRAM_ADMIN_TOKEN ("" leaves it unset).
+ */
 async function serve(env: Record<string, string>) {
-  const child = spawn(process.execPath, [CLI, "serve"], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [CLI, "serve"], { env: { ...process.env, ENGRAM_ADMIN_TOKEN: TEST_ADMIN_TOKEN, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
   const lines: Record<string, unknown>[] = [];
   let metricsUrl = "";
   const url = await new Promise<string>((resolve, reject) => {
@@ -37,7 +43,7 @@ async function serve(env: Record<string, string>) {
     child.once("exit", (code) => reject(new Error(`engram serve exited with ${code} before it started`)));
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, url, metricsUrl, lines, exited };
+  return { child, url, metricsUrl, lines, exited, stderr: () => stderr };
 }
 
 function health(url: string): Promise<{ code: number; stdout: string }> {
@@ -166,4 +172,46 @@ it("SIGTERM drains calls and cuts off the rest", async () => {
   expect(gone?.code).toBe(Code.NotFound);
   again.child.kill("SIGTERM");
   expect(await again.exited).toBe(0);
+});
+
+it("first start creates and prints the admin token once", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "engram-serve-"));
+  dirs.push(dataDir);
+  const first = await serve({ ENGRAM_PORT: "0", ENGRAM_METRICS_PORT: "0", ENGRAM_DATA_DIR: dataDir, ENGRAM_ADMIN_TOKEN: "" });
+  const tokenFile = join(dataDir, "admin-token");
+  const token = (await readFile(tokenFile, "utf8")).trim();
+  expect(token).toMatch(/^engram_[0-9a-f]{16}_/);
+  expect((await stat(tokenFile)).mode & 0o777).toBe(0o600);
+  expect(first.stderr()).toContain(token);
+  expect(JSON.stringify(first.lines)).not.toContain(token);
+
+  const withToken = await storageClient("grpc", first.url, token).listBuckets({});
+  expect(withToken.buckets.length).toBeGreaterThan(0);
+  const without = await storageClient("grpc", first.url, "").listBuckets({}).then(
+    () => undefined,
+    (err: unknown) => ConnectError.from(err),
+  );
+  expect(without?.code).toBe(Code.Unauthenticated);
+  first.child.kill("SIGTERM");
+  expect(await first.exited).toBe(0);
+
+  const second = await serve({ ENGRAM_PORT: "0", ENGRAM_METRICS_PORT: "0", ENGRAM_DATA_DIR: dataDir, ENGRAM_ADMIN_TOKEN: "" });
+  expect(second.stderr()).not.toContain(token);
+  expect((await readFile(tokenFile, "utf8")).trim()).toBe(token);
+  second.child.kill("SIGTERM");
+  expect(await second.exited).toBe(0);
+});
+
+it("ENGRAM_AUTH=off warns at every start", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "engram-serve-"));
+  dirs.push(dataDir);
+  for (let start = 0; start < 2; start++) {
+    const server = await serve({ ENGRAM_PORT: "0", ENGRAM_METRICS_PORT: "0", ENGRAM_DATA_DIR: dataDir, ENGRAM_AUTH: "off" });
+    const warning = server.lines.find((line) => typeof line.msg === "string" && line.msg.startsWith("access control is off"));
+    expect(warning?.level).toBe(40);
+    const listed = await storageClient("grpc", server.url, "").listBuckets({});
+    expect(listed.buckets.length).toBeGreaterThan(0);
+    server.child.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+  }
 });

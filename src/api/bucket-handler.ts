@@ -1,28 +1,29 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 
 import type { StorageService } from "../../gen/engram/v1/storage_service_pb.js";
+import { seesBucket } from "../auth/grants.js";
 import type { BucketService } from "../service/bucket-service.js";
 import { invalidArgument } from "../service/errors.js";
 import type { RestoreService } from "../service/restore.js";
-import type { Authorizer } from "./authorize.js";
+import { principalOf } from "./access-interceptor.js";
 import { bucketChangesFromProto, bucketSettingsFromProto, bucketToProto } from "./bucket-convert.js";
 import { callFactsOf } from "./call-log.js";
 import { numberFromInt64, objectToProto } from "./convert.js";
 
 type BucketMethods = "listBuckets" | "getBucket" | "createBucket" | "updateBucket" | "deleteBucket" | "restoreObject";
 
-/** Implements the bucket RPCs of StorageService, and RestoreObject. */
-export function createBucketHandler(buckets: BucketService, restores: RestoreService, authorizer: Authorizer): Pick<ServiceImpl<typeof StorageService>, BucketMethods> {
+/** Implements the bucket RPCs of StorageService, and RestoreObject; the access interceptor has authorized each call. */
+export function createBucketHandler(buckets: BucketService, restores: RestoreService): Pick<ServiceImpl<typeof StorageService>, BucketMethods> {
   return {
     async listBuckets(_request, ctx) {
-      await authorizer.authorize(ctx, "bucket.read");
-      const list = await buckets.listBuckets();
+      // Callers see only the buckets that some grant of theirs names.
+      const principal = principalOf(ctx.values);
+      const list = (await buckets.listBuckets()).filter((bucket) => seesBucket(principal, bucket.name));
       return { buckets: list.map(bucketToProto) };
     },
 
     async getBucket(request, ctx) {
       callFactsOf(ctx.values).bucket = request.name;
-      await authorizer.authorize(ctx, "bucket.read", request.name);
       return { bucket: bucketToProto(await buckets.getBucket(request.name)) };
     },
 
@@ -32,7 +33,6 @@ export function createBucketHandler(buckets: BucketService, restores: RestoreSer
       }
       const name = request.bucket.name;
       callFactsOf(ctx.values).bucket = name;
-      await authorizer.authorize(ctx, "bucket.create", name);
       const bucket = await buckets.createBucket(name, bucketSettingsFromProto(request.bucket));
       return { bucket: bucketToProto(bucket) };
     },
@@ -43,7 +43,6 @@ export function createBucketHandler(buckets: BucketService, restores: RestoreSer
       }
       const name = request.bucket.name;
       callFactsOf(ctx.values).bucket = name;
-      await authorizer.authorize(ctx, "bucket.update", name);
       const changes = bucketChangesFromProto(request.bucket, request.updateMask?.paths ?? []);
       const ifMatch = request.ifMetagenerationMatch === undefined ? undefined : numberFromInt64(request.ifMetagenerationMatch, "if_metageneration_match");
       return { bucket: bucketToProto(await buckets.updateBucket(name, changes, ifMatch)) };
@@ -51,7 +50,6 @@ export function createBucketHandler(buckets: BucketService, restores: RestoreSer
 
     async deleteBucket(request, ctx) {
       callFactsOf(ctx.values).bucket = request.name;
-      await authorizer.authorize(ctx, "bucket.delete", request.name);
       const ifMatch = request.ifMetagenerationMatch === undefined ? undefined : numberFromInt64(request.ifMetagenerationMatch, "if_metageneration_match");
       await buckets.deleteBucket(request.name, ifMatch);
       return {};
@@ -59,7 +57,6 @@ export function createBucketHandler(buckets: BucketService, restores: RestoreSer
 
     async restoreObject(request, ctx) {
       callFactsOf(ctx.values).bucket = request.bucket;
-      await authorizer.authorize(ctx, "object.restore", request.bucket, request.key);
       const object = await restores.restore({
         bucket: request.bucket,
         key: request.key,

@@ -12,6 +12,7 @@ export const codeOfKind: Record<StorageErrorKind, Code> = {
   data_loss: Code.DataLoss,
   aborted: Code.Aborted,
   cancelled: Code.Canceled,
+  unauthenticated: Code.Unauthenticated,
   permission_denied: Code.PermissionDenied,
   resource_exhausted: Code.ResourceExhausted,
   unavailable: Code.Unavailable,

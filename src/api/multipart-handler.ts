@@ -9,7 +9,6 @@ import { StorageError, invalidArgument } from "../service/errors.js";
 import { MAX_PART_NUMBER, type MultipartService } from "../service/multipart.js";
 import type { PartChunkService } from "../service/part-chunks.js";
 import type { UploadChunk } from "../service/upload.js";
-import type { Authorizer } from "./authorize.js";
 import { callFactsOf } from "./call-log.js";
 import { numberFromInt64, objectToProto, sha256FromProto, uploadSpecFromProto } from "./convert.js";
 
@@ -18,8 +17,8 @@ type MultipartMethods = Pick<
   "createMultipartUpload" | "uploadPart" | "uploadPartChunk" | "listParts" | "listMultipartUploads" | "completeMultipartUpload" | "abortMultipartUpload"
 >;
 
-/** Handlers of the multipart RPCs: convert, authorize, call the multipart service. */
-export function createMultipartHandler(multipart: MultipartService, partChunks: PartChunkService, authorizer: Authorizer): MultipartMethods {
+/** Handlers of the multipart RPCs: convert, call the multipart service. */
+export function createMultipartHandler(multipart: MultipartService, partChunks: PartChunkService): MultipartMethods {
   return {
     async createMultipartUpload(request, ctx) {
       if (request.spec === undefined) {
@@ -27,7 +26,6 @@ export function createMultipartHandler(multipart: MultipartService, partChunks: 
       }
       const spec = uploadSpecFromProto(request.spec);
       callFactsOf(ctx.values).bucket = spec.bucket;
-      await authorizer.authorize(ctx, "object.write", spec.bucket, spec.key);
 
       const partSize = request.partSize === undefined ? undefined : numberFromInt64(request.partSize, "part_size");
       const session = await multipart.create(spec, partSize);
@@ -48,7 +46,6 @@ export function createMultipartHandler(multipart: MultipartService, partChunks: 
       if (first.value.uploadId === "") {
         throw invalidArgument("first part message has no upload_id: send upload_id and part_number first");
       }
-      await authorizer.authorize(ctx, "object.write");
 
       const head = first.value;
       const { part, expiresAt } = await multipart.uploadPart(
@@ -67,7 +64,6 @@ export function createMultipartHandler(multipart: MultipartService, partChunks: 
     },
 
     async uploadPartChunk(request, ctx) {
-      await authorizer.authorize(ctx, "object.write");
       const data = request.data?.content ?? new Uint8Array(0);
       const status = await partChunks.write(
         {
@@ -92,14 +88,12 @@ export function createMultipartHandler(multipart: MultipartService, partChunks: 
     },
 
     async listParts(request, ctx) {
-      await authorizer.authorize(ctx, "object.write");
       const { parts, expiresAt } = await multipart.listParts(request.uploadId);
       return { parts: parts.map(partToProto), expireTime: timestampFromDate(expiresAt) };
     },
 
     async listMultipartUploads(request, ctx) {
       callFactsOf(ctx.values).bucket = request.bucket;
-      await authorizer.authorize(ctx, "object.list", request.bucket);
       const page = await multipart.listUploads(request);
       return {
         uploads: page.uploads.map((session) => ({
@@ -114,7 +108,6 @@ export function createMultipartHandler(multipart: MultipartService, partChunks: 
     },
 
     async completeMultipartUpload(request, ctx) {
-      await authorizer.authorize(ctx, "object.write");
       const parts = request.parts.map((part) => ({ partNumber: part.partNumber, sha256: sha256FromProto(part.checksums) }));
       const expected = { sha256: sha256FromProto(request.expectedChecksums), crc32c: request.expectedChecksums?.crc32c };
       const object = await multipart.complete(request.uploadId, parts, expected, ctx.signal);
@@ -126,7 +119,6 @@ export function createMultipartHandler(multipart: MultipartService, partChunks: 
     },
 
     async abortMultipartUpload(request, ctx) {
-      await authorizer.authorize(ctx, "object.write");
       await multipart.abort(request.uploadId);
       return {};
     },

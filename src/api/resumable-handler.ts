@@ -5,14 +5,13 @@ import type { StorageService } from "../../gen/engram/v1/storage_service_pb.js";
 import { invalidArgument } from "../service/errors.js";
 import type { ResumableService, WriteStatus } from "../service/resumable.js";
 import type { UploadChunk } from "../service/upload.js";
-import type { Authorizer } from "./authorize.js";
 import { callFactsOf, type CallFacts } from "./call-log.js";
 import { numberFromInt64, objectToProto, uploadSpecFromProto } from "./convert.js";
 
 type ResumableMethods = Pick<ServiceImpl<typeof StorageService>, "startResumableWrite" | "queryWriteStatus" | "writeChunk">;
 
 /** Handlers of the resumable upload RPCs; Upload resumes through `resumeUpload`. */
-export function createResumableHandler(resumable: ResumableService, authorizer: Authorizer): ResumableMethods {
+export function createResumableHandler(resumable: ResumableService): ResumableMethods {
   return {
     async startResumableWrite(request, ctx) {
       if (request.spec === undefined) {
@@ -20,18 +19,15 @@ export function createResumableHandler(resumable: ResumableService, authorizer: 
       }
       const spec = uploadSpecFromProto(request.spec);
       callFactsOf(ctx.values).bucket = spec.bucket;
-      await authorizer.authorize(ctx, "object.write", spec.bucket, spec.key);
       const session = await resumable.start(spec);
       return { uploadId: session.uploadId, expireTime: timestampFromDate(session.expiresAt) };
     },
 
     async queryWriteStatus(request, ctx) {
-      await authorizer.authorize(ctx, "object.write");
       return statusToProto(await resumable.status(request.uploadId));
     },
 
     async writeChunk(request, ctx) {
-      await authorizer.authorize(ctx, "object.write");
       const chunk: UploadChunk = {
         writeOffset: numberFromInt64(request.writeOffset, "write_offset"),
         data: request.data?.content ?? new Uint8Array(0),
@@ -48,8 +44,7 @@ export function createResumableHandler(resumable: ResumableService, authorizer: 
 }
 
 /** Continues a resumable upload from an Upload stream whose first message named it. */
-export async function resumeUpload(resumable: ResumableService, authorizer: Authorizer, uploadId: string, chunks: AsyncIterable<UploadChunk>, ctx: HandlerContext) {
-  await authorizer.authorize(ctx, "object.write");
+export async function resumeUpload(resumable: ResumableService, uploadId: string, chunks: AsyncIterable<UploadChunk>, ctx: HandlerContext) {
   const status = await resumable.write(uploadId, chunks, ctx.signal);
   const facts = callFactsOf(ctx.values);
   facts.bytes = status.persistedSize;

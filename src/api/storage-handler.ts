@@ -14,7 +14,6 @@ import type { ResumableService } from "../service/resumable.js";
 import type { UploadChunk, UploadService } from "../service/upload.js";
 import type { BucketService } from "../service/bucket-service.js";
 import type { RestoreService } from "../service/restore.js";
-import type { Authorizer } from "./authorize.js";
 import { createBucketHandler } from "./bucket-handler.js";
 import { callFactsOf } from "./call-log.js";
 import { createMultipartHandler } from "./multipart-handler.js";
@@ -25,7 +24,6 @@ export interface StorageHandlerDeps {
   readonly uploads: UploadService;
   readonly downloads: DownloadService;
   readonly catalog: CatalogService;
-  readonly authorizer: Authorizer;
   readonly limits: Limits;
   readonly multipart: MultipartService;
   readonly partChunks: PartChunkService;
@@ -35,9 +33,9 @@ export interface StorageHandlerDeps {
 }
 
 /**
- * Registers engram.v1.StorageService. Handlers only convert messages,
- * authorize and call a service; errors are mapped in the call-log
- * interceptor.
+ * Registers engram.v1.StorageService. Handlers only convert messages and
+ * call a service. The access interceptor has authorized each call before
+ * its handler runs, and the call-log interceptor maps errors.
  */
 export function registerStorageService(router: ConnectRouter, deps: StorageHandlerDeps): void {
   const handler = createStorageHandler(deps);
@@ -53,11 +51,11 @@ export function registerStorageService(router: ConnectRouter, deps: StorageHandl
 }
 
 function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof StorageService> {
-  const { uploads, downloads, catalog, authorizer, limits, multipart, partChunks, resumable } = deps;
+  const { uploads, downloads, catalog, limits, multipart, partChunks, resumable } = deps;
   return {
-    ...createMultipartHandler(multipart, partChunks, authorizer),
-    ...createResumableHandler(resumable, authorizer),
-    ...createBucketHandler(deps.buckets, deps.restores, authorizer),
+    ...createMultipartHandler(multipart, partChunks),
+    ...createResumableHandler(resumable),
+    ...createBucketHandler(deps.buckets, deps.restores),
 
     async upload(requests, ctx) {
       const iterator = requests[Symbol.asyncIterator]();
@@ -66,7 +64,7 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
         throw invalidArgument("upload stream is empty: send the object spec in the first message");
       }
       if (first.value.spec === undefined && first.value.uploadId !== "") {
-        return resumeUpload(resumable, authorizer, first.value.uploadId, chunksOf(first.value, iterator, ctx.signal), ctx);
+        return resumeUpload(resumable, first.value.uploadId, chunksOf(first.value, iterator, ctx.signal), ctx);
       }
       if (first.value.spec === undefined) {
         throw invalidArgument("first upload message has neither spec nor upload_id: send the object properties, or the upload_id of a resumable upload, first");
@@ -75,7 +73,6 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
       const spec = uploadSpecFromProto(first.value.spec);
       const facts = callFactsOf(ctx.values);
       facts.bucket = spec.bucket;
-      await authorizer.authorize(ctx, "object.write", spec.bucket, spec.key);
 
       const object = await uploads.upload(spec, chunksOf(first.value, iterator, ctx.signal), ctx.signal);
       facts.bytes = object.size;
@@ -87,7 +84,6 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
       const facts = callFactsOf(ctx.values);
       facts.bucket = request.bucket;
       facts.bytes = 0;
-      await authorizer.authorize(ctx, "object.read", request.bucket, request.key);
 
       const opened = await downloads.open(
         {
@@ -118,28 +114,24 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
 
     async getObject(request, ctx) {
       callFactsOf(ctx.values).bucket = request.bucket;
-      await authorizer.authorize(ctx, "object.read", request.bucket, request.key);
       const object = await catalog.getObject(request.bucket, request.key, numberFromInt64(request.generation, "generation"));
       return { object: objectToProto(object) };
     },
 
     async listObjects(request, ctx) {
       callFactsOf(ctx.values).bucket = request.bucket;
-      await authorizer.authorize(ctx, "object.list", request.bucket);
       const page = await catalog.listObjects(request);
       return { objects: page.objects.map(objectToProto), prefixes: page.prefixes, nextPageToken: page.nextPageToken };
     },
 
     async deleteObject(request, ctx) {
       callFactsOf(ctx.values).bucket = request.bucket;
-      await authorizer.authorize(ctx, "object.delete", request.bucket, request.key);
       const ifGenerationMatch = request.ifGenerationMatch === undefined ? undefined : numberFromInt64(request.ifGenerationMatch, "if_generation_match");
       const result = await catalog.deleteObject(request.bucket, request.key, ifGenerationMatch, numberFromInt64(request.generation, "generation"));
       return { deleteMarkerGeneration: BigInt(result.deleteMarker?.generation ?? 0) };
     },
 
-    async getCapabilities(_request, ctx: HandlerContext) {
-      await authorizer.authorize(ctx, "service.read");
+    async getCapabilities() {
       return {
         maxMessageBytes: BigInt(limits.maxMessageBytes),
         maxUploadChunkBytes: BigInt(limits.maxUploadChunkBytes),

@@ -1,5 +1,5 @@
 import { VersioningState } from "../../gen/engram/v1/object_pb.js";
-import { UsageError, createStorageClient, parseObjectPath } from "./client.js";
+import { UsageError, createStorageClient, parseObjectPath, type Server } from "./client.js";
 
 type Print = (line: string) => void;
 
@@ -9,31 +9,31 @@ const VERSIONING_ARGUMENTS: Record<string, VersioningState> = {
 };
 
 /** Creates a bucket, with versioning enabled when asked. */
-export async function makeBucket(url: string, name: string, versioning: boolean, print: Print): Promise<void> {
+export async function makeBucket(server: Server, name: string, versioning: boolean, print: Print): Promise<void> {
   const state = versioning ? VersioningState.ENABLED : VersioningState.UNVERSIONED;
-  await createStorageClient(url).createBucket({ bucket: { name, versioning: state } });
+  await createStorageClient(server).createBucket({ bucket: { name, versioning: state } });
   print(`created bucket ${name}${versioning ? " with versioning enabled" : ""}`);
 }
 
-export async function removeBucket(url: string, name: string, print: Print): Promise<void> {
-  await createStorageClient(url).deleteBucket({ name });
+export async function removeBucket(server: Server, name: string, print: Print): Promise<void> {
+  await createStorageClient(server).deleteBucket({ name });
   print(`deleted bucket ${name}`);
 }
 
 /** Sets a bucket's versioning to "enabled" or "suspended". */
-export async function setVersioning(url: string, name: string, state: string, print: Print): Promise<void> {
+export async function setVersioning(server: Server, name: string, state: string, print: Print): Promise<void> {
   const versioning = VERSIONING_ARGUMENTS[state];
   if (versioning === undefined) {
     throw new UsageError(`versioning state ${JSON.stringify(state)} is invalid: use enabled or suspended`);
   }
-  await createStorageClient(url).updateBucket({ bucket: { name, versioning }, updateMask: { paths: ["versioning"] } });
+  await createStorageClient(server).updateBucket({ bucket: { name, versioning }, updateMask: { paths: ["versioning"] } });
   print(`versioning of ${name} is ${state}`);
 }
 
 /** Lists every version and delete marker, newest generation first within a key. */
-export async function listVersions(url: string, path: string, print: Print): Promise<void> {
+export async function listVersions(server: Server, path: string, print: Print): Promise<void> {
   const { bucket, key: prefix } = parseObjectPath(path, { keyRequired: false });
-  const client = createStorageClient(url);
+  const client = createStorageClient(server);
   let pageToken = "";
   do {
     const page = await client.listObjects({ bucket, prefix, versions: true, pageToken });
@@ -49,11 +49,11 @@ export async function listVersions(url: string, path: string, print: Print): Pro
 }
 
 /** Makes a copy of an older generation the live version. */
-export async function restore(url: string, path: string, generation: string, print: Print): Promise<void> {
+export async function restore(server: Server, path: string, generation: string, print: Print): Promise<void> {
   const { bucket, key } = parseObjectPath(path, { keyRequired: true });
   if (!/^[1-9][0-9]*$/.test(generation)) {
     throw new UsageError(`generation ${JSON.stringify(generation)} is invalid: give a generation as ls --versions prints it`);
   }
-  const { object } = await createStorageClient(url).restoreObject({ bucket, key, generation: BigInt(generation) });
+  const { object } = await createStorageClient(server).restoreObject({ bucket, key, generation: BigInt(generation) });
   print(`restored ${bucket}/${key} generation ${generation} as generation ${object!.generation}`);
 }

@@ -10,7 +10,7 @@ import { toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { ObjectSchema, type Object$ as ObjectMessage } from "../../gen/engram/v1/object_pb.js";
 import type { UploadRequestSchema } from "../../gen/engram/v1/storage_service_pb.js";
 import { crc32cOf } from "../service/checksum.js";
-import { UsageError, createStorageClient, parseObjectPath } from "./client.js";
+import { UsageError, createStorageClient, parseObjectPath, type Server } from "./client.js";
 
 /** Upload chunk size; the server accepts up to 4 MiB by default. */
 const UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -18,9 +18,9 @@ const UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024;
 type Print = (line: string) => void;
 
 /** Uploads a file; every chunk carries its CRC32C so corruption in transit fails the upload. */
-export async function put(url: string, file: string, target: string, contentType: string | undefined, print: Print): Promise<void> {
+export async function put(server: Server, file: string, target: string, contentType: string | undefined, print: Print): Promise<void> {
   const { bucket, key } = parseObjectPath(target, { keyRequired: true });
-  const client = createStorageClient(url);
+  const client = createStorageClient(server);
   const size = await readableFileSize(file);
   const sha256 = createHash("sha256");
 
@@ -45,9 +45,9 @@ export async function put(url: string, file: string, target: string, contentType
 }
 
 /** Downloads an object to a file (or stdout for "-"), verifying its sha256. */
-export async function get(url: string, source: string, file: string | undefined, print: Print, stdout: NodeJS.WritableStream): Promise<void> {
+export async function get(server: Server, source: string, file: string | undefined, print: Print, stdout: NodeJS.WritableStream): Promise<void> {
   const { bucket, key } = parseObjectPath(source, { keyRequired: true });
-  const client = createStorageClient(url);
+  const client = createStorageClient(server);
   const target = file ?? basename(key);
   const toStdout = target === "-";
   // Write beside the target and rename at the end, so a failed download
@@ -93,9 +93,9 @@ export async function get(url: string, source: string, file: string | undefined,
   if (!toStdout) print(`downloaded ${bucket}/${key} to ${target}: ${size} bytes, sha256 ${expected}`);
 }
 
-export async function list(url: string, path: string, print: Print, recursive: boolean): Promise<void> {
+export async function list(server: Server, path: string, print: Print, recursive: boolean): Promise<void> {
   const { bucket, key: prefix } = parseObjectPath(path, { keyRequired: false });
-  const client = createStorageClient(url);
+  const client = createStorageClient(server);
   let pageToken = "";
   do {
     const page = await client.listObjects({ bucket, prefix, delimiter: recursive ? "" : "/", pageToken });
@@ -110,19 +110,19 @@ export async function list(url: string, path: string, print: Print, recursive: b
   } while (pageToken !== "");
 }
 
-export async function stat(url: string, path: string, print: Print): Promise<void> {
+export async function stat(server: Server, path: string, print: Print): Promise<void> {
   const { bucket, key } = parseObjectPath(path, { keyRequired: true });
-  const { object } = await createStorageClient(url).getObject({ bucket, key });
+  const { object } = await createStorageClient(server).getObject({ bucket, key });
   print(JSON.stringify(objectToJson(object!), null, 2));
 }
 
 /** Deletes the live version, or with a generation removes that version or delete marker for good. */
-export async function remove(url: string, path: string, generation: string | undefined, print: Print): Promise<void> {
+export async function remove(server: Server, path: string, generation: string | undefined, print: Print): Promise<void> {
   const { bucket, key } = parseObjectPath(path, { keyRequired: true });
   if (generation !== undefined && !/^[1-9][0-9]*$/.test(generation)) {
     throw new UsageError(`--generation ${JSON.stringify(generation)} is invalid: give a generation as ls --versions prints it`);
   }
-  const { deleteMarkerGeneration } = await createStorageClient(url).deleteObject({ bucket, key, generation: BigInt(generation ?? 0) });
+  const { deleteMarkerGeneration } = await createStorageClient(server).deleteObject({ bucket, key, generation: BigInt(generation ?? 0) });
   if (generation !== undefined) {
     print(`deleted ${bucket}/${key} generation ${generation}`);
   } else if (deleteMarkerGeneration > 0n) {
@@ -132,8 +132,8 @@ export async function remove(url: string, path: string, generation: string | und
   }
 }
 
-export async function buckets(url: string, print: Print): Promise<void> {
-  const { buckets } = await createStorageClient(url).listBuckets({});
+export async function buckets(server: Server, print: Print): Promise<void> {
+  const { buckets } = await createStorageClient(server).listBuckets({});
   for (const bucket of buckets) print(bucket.name);
 }
 

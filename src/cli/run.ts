@@ -13,8 +13,9 @@ import { openStores, startEngram } from "../engram.js";
 import { rebuildIndex } from "../service/rebuild-index.js";
 import { createLogger } from "../log.js";
 import { redactConfig } from "../secrets/redact.js";
-import { DEFAULT_URL, UsageError } from "./client.js";
+import * as admin from "./admin.js";
 import * as bucketCommands from "./bucket-commands.js";
+import { DEFAULT_URL, UsageError, findToken, type Server } from "./client.js";
 import * as commands from "./commands.js";
 
 const USAGE = `Usage: engram COMMAND [options]
@@ -35,6 +36,16 @@ Commands:
   rb BUCKET                  delete an empty bucket
   versioning BUCKET STATE    set versioning to enabled or suspended
   health                     exit 0 if the server reports SERVING
+  admin keys create PRINCIPAL --grant BUCKET[/PREFIX]=ACTION[,ACTION...]
+                             create an access key and print its token once
+                             (actions: read, write, delete, list, presign,
+                             admin; bucket "*" is every bucket)
+                             [--description TEXT]
+  admin keys list            list access keys, revoked ones included
+  admin keys revoke KEY_ID   revoke a key at once, with its presigned URLs
+  admin audit                print the newest recorded writes, deletes,
+                             presigns and admin calls [--principal ID]
+                             [--bucket BUCKET]
   admin rebuild-index        restore the metadata of every stored object from
                              the blob store into an empty metadata database
                              (same ENGRAM_* settings as serve; stop serve first
@@ -46,6 +57,10 @@ Commands:
 Options:
   --url URL                  server to talk to (default: $ENGRAM_URL or ${DEFAULT_URL})
   -h, --help                 print this help
+
+The token sent to the server comes from $ENGRAM_TOKEN, else the file named
+by $ENGRAM_TOKEN_FILE, else ~/.config/engram/token, else the admin token a
+local server wrote to $ENGRAM_DATA_DIR/admin-token (default ./data).
 `;
 
 /** Standard streams and environment of one command run. */
@@ -88,6 +103,10 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
       versions: { type: "boolean" },
       versioning: { type: "boolean" },
       generation: { type: "string" },
+      grant: { type: "string", multiple: true },
+      description: { type: "string" },
+      principal: { type: "string" },
+      bucket: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -97,7 +116,9 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
     return command === undefined && !values.help ? 2 : 0;
   }
 
-  const url = serverUrl(values.url ?? io.env.ENGRAM_URL ?? DEFAULT_URL);
+  // Only commands that call a server read the token, so a bad ENGRAM_TOKEN_FILE does not stop serve.
+  const callsServer = command !== "serve" && command !== "config";
+  const server: Server = { url: serverUrl(values.url ?? io.env.ENGRAM_URL ?? DEFAULT_URL), token: callsServer ? findToken(io.env) : undefined };
   const print = (line: string): void => {
     io.stdout.write(`${line}\n`);
   };
@@ -106,49 +127,77 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
     case "serve":
       return serve(io.env);
     case "put":
-      await commands.put(url, need(args, 0, "FILE"), need(args, 1, "BUCKET/KEY"), values["content-type"], print);
+      await commands.put(server, need(args, 0, "FILE"), need(args, 1, "BUCKET/KEY"), values["content-type"], print);
       return 0;
     case "get":
-      await commands.get(url, need(args, 0, "BUCKET/KEY"), args[1], print, io.stdout);
+      await commands.get(server, need(args, 0, "BUCKET/KEY"), args[1], print, io.stdout);
       return 0;
     case "ls":
       if (values.versions) {
-        await bucketCommands.listVersions(url, need(args, 0, "BUCKET[/PREFIX]"), print);
+        await bucketCommands.listVersions(server, need(args, 0, "BUCKET[/PREFIX]"), print);
         return 0;
       }
-      await commands.list(url, need(args, 0, "BUCKET[/PREFIX]"), print, values.recursive ?? false);
+      await commands.list(server, need(args, 0, "BUCKET[/PREFIX]"), print, values.recursive ?? false);
       return 0;
     case "stat":
-      await commands.stat(url, need(args, 0, "BUCKET/KEY"), print);
+      await commands.stat(server, need(args, 0, "BUCKET/KEY"), print);
       return 0;
     case "rm":
-      await commands.remove(url, need(args, 0, "BUCKET/KEY"), values.generation, print);
+      await commands.remove(server, need(args, 0, "BUCKET/KEY"), values.generation, print);
       return 0;
     case "restore":
-      await bucketCommands.restore(url, need(args, 0, "BUCKET/KEY"), need(args, 1, "GENERATION"), print);
+      await bucketCommands.restore(server, need(args, 0, "BUCKET/KEY"), need(args, 1, "GENERATION"), print);
       return 0;
     case "mb":
-      await bucketCommands.makeBucket(url, need(args, 0, "BUCKET"), values.versioning ?? false, print);
+      await bucketCommands.makeBucket(server, need(args, 0, "BUCKET"), values.versioning ?? false, print);
       return 0;
     case "rb":
-      await bucketCommands.removeBucket(url, need(args, 0, "BUCKET"), print);
+      await bucketCommands.removeBucket(server, need(args, 0, "BUCKET"), print);
       return 0;
     case "versioning":
-      await bucketCommands.setVersioning(url, need(args, 0, "BUCKET"), need(args, 1, "STATE"), print);
+      await bucketCommands.setVersioning(server, need(args, 0, "BUCKET"), need(args, 1, "STATE"), print);
       return 0;
     case "buckets":
-      await commands.buckets(url, print);
+      await commands.buckets(server, print);
       return 0;
     case "health":
-      return checkHealth(url, print);
+      return checkHealth(server.url, print);
     case "config":
       if (args[0] !== "check") throw new UsageError(`unknown config command ${JSON.stringify(args[0] ?? "")}: use check`);
       return checkConfig(io.env, print);
     case "admin":
-      if (args[0] !== "rebuild-index") throw new UsageError(`unknown admin command ${JSON.stringify(args[0] ?? "")}: use rebuild-index`);
-      return rebuild(io.env, print);
+      return runAdmin(args, values, server, io.env, print);
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+async function runAdmin(
+  args: string[],
+  values: { grant?: string[]; description?: string; principal?: string; bucket?: string },
+  server: Server,
+  env: NodeJS.ProcessEnv,
+  print: (line: string) => void,
+): Promise<number> {
+  const [group, action] = args;
+  if (group === "rebuild-index") return rebuild(env, print);
+  if (group === "audit") {
+    await admin.audit(server, values.principal ?? "", values.bucket ?? "", print);
+    return 0;
+  }
+  if (group !== "keys") throw new UsageError(`unknown admin command ${JSON.stringify(group ?? "")}: use keys, audit or rebuild-index`);
+  switch (action) {
+    case "create":
+      await admin.createKey(server, need(args, 2, "PRINCIPAL"), values.grant ?? [], values.description ?? "", print);
+      return 0;
+    case "list":
+      await admin.listKeys(server, print);
+      return 0;
+    case "revoke":
+      await admin.revokeKey(server, need(args, 2, "KEY_ID"), print);
+      return 0;
+    default:
+      throw new UsageError(`unknown admin keys command ${JSON.stringify(action ?? "")}: use create, list or revoke`);
   }
 }
 
@@ -176,7 +225,7 @@ function need(args: string[], index: number, name: string): string {
 async function serve(env: NodeJS.ProcessEnv): Promise<number> {
   const config = await loadConfig(env);
   const log = createLogger(config.logLevel, undefined, config.logFormat);
-  const engram = await startEngram(config, { log });
+  const engram = await startEngram(config, { log, announce: (text) => process.stderr.write(text) });
 
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {

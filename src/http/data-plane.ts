@@ -9,10 +9,12 @@
  *   PUT      /v1/uploads/{uploadId}/parts/{n}     one part of a multipart
  *                                                 upload
  *
- * The key is the rest of the path, percent-decoded. A URL that carries an
+ * The key is the rest of the path, percent-decoded. Every request is
+ * authorized before any object is read or written. A URL that carries an
  * X-Engram-Signature is a presigned URL: its signature, expiry and signed
- * constraints are checked before anything else. Unsigned requests follow
- * the same rules as the gRPC API, which has no access control yet.
+ * constraints are checked, and the principal that created it must still
+ * exist and hold the grant. Any other request needs a bearer token, as on
+ * the gRPC API.
  * Uploads use the same service as the Upload RPC, so the same commit point
  * holds: a PUT that is cut off stores nothing.
  */
@@ -25,6 +27,8 @@ import { Code } from "@connectrpc/connect";
 import type { Logger } from "pino";
 
 import { DEFAULT_CONTENT_TYPE } from "../api/convert.js";
+import type { AccessCheck, AccessControl } from "../auth/access-control.js";
+import type { Principal } from "../auth/grants.js";
 import { codeOfKind } from "../api/errors.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { ObjectRecord } from "../metadata/metadata-store.js";
@@ -54,6 +58,7 @@ const STATUS_OF_KIND: Record<StorageErrorKind, number> = {
   data_loss: 500,
   aborted: 409,
   cancelled: 499,
+  unauthenticated: 401,
   permission_denied: 403,
   resource_exhausted: 413,
   unavailable: 503,
@@ -68,6 +73,7 @@ export interface DataPlaneDeps {
   readonly signer: UrlSigner;
   readonly log: Logger;
   readonly metrics: Metrics;
+  readonly access: AccessControl;
 }
 
 /** Returns a handler that serves object paths and returns false for any other path. */
@@ -77,12 +83,13 @@ export function createDataPlane(deps: DataPlaneDeps): (req: Request, res: Respon
     if (!url.pathname.startsWith(OBJECT_PATH_PREFIX) && !url.pathname.startsWith(UPLOAD_PATH_PREFIX)) return false;
 
     const started = performance.now();
-    const facts: RequestFacts = { operation: `http.${req.method ?? "GET"}` };
+    const facts: RequestFacts = { operation: `http.${req.method ?? "GET"}`, peer: `${req.socket?.remoteAddress}:${req.socket?.remotePort}`, checks: [] };
     const entry = () => ({ http: req.method, operation: facts.operation, bucket: facts.bucket, durationMs: Math.round(performance.now() - started) });
     serve(deps, req, res, url, facts).then(
       (bytes) => {
         countSuccess(deps.metrics, facts, bytes, res.statusCode);
         deps.log.info({ ...entry(), status: res.statusCode, bytes }, "http request finished");
+        void deps.access.audit(facts.principal, facts.checks, facts.operation, "OK");
       },
       (err: unknown) => {
         const error = err instanceof StorageError ? err : new StorageError("internal", "internal error: see the server log", { cause: err });
@@ -90,6 +97,7 @@ export function createDataPlane(deps: DataPlaneDeps): (req: Request, res: Respon
         const level = error.kind === "internal" || error.kind === "data_loss" ? "error" : "info";
         deps.log[level]({ ...entry(), status: STATUS_OF_KIND[error.kind], reason: error.message, err: level === "error" ? (error.cause ?? error) : undefined }, "http request failed");
         sendError(res, error, url.pathname);
+        void deps.access.audit(facts.principal, facts.checks, facts.operation, Code[codeOfKind[error.kind]]);
       },
     );
     return true;
@@ -100,6 +108,11 @@ export function createDataPlane(deps: DataPlaneDeps): (req: Request, res: Respon
 interface RequestFacts {
   operation: string;
   bucket?: string;
+  peer: string;
+  /** The caller, or the creator of a presigned URL, once known. */
+  principal?: Principal;
+  /** Checks the request was authorized for, kept for the audit log. */
+  checks: AccessCheck[];
 }
 
 function countSuccess(metrics: Metrics, facts: RequestFacts, bytes: number, status: number): void {
@@ -116,7 +129,7 @@ function countSuccess(metrics: Metrics, facts: RequestFacts, bytes: number, stat
 async function serve(deps: DataPlaneDeps, req: Request, res: Response, url: URL, facts: RequestFacts): Promise<number> {
   if (url.pathname.startsWith(UPLOAD_PATH_PREFIX)) {
     facts.operation = "http.UploadPart";
-    return uploadPart(deps, req, res, url);
+    return uploadPart(deps, req, res, url, facts);
   }
   const { bucket, key } = objectPathOf(url.pathname);
   facts.bucket = bucket;
@@ -126,17 +139,52 @@ async function serve(deps: DataPlaneDeps, req: Request, res: Response, url: URL,
   switch (method) {
     case "GET":
     case "HEAD": {
-      const constraints = signed ? deps.signer.verify("GET", bucket, key, url.searchParams) : {};
-      return download(deps, req, res, bucket, key, method === "HEAD", constraints);
+      const check: AccessCheck = { action: "read", resource: { bucket, key } };
+      if (signed) {
+        const constraints = deps.signer.verify("GET", bucket, key, url.searchParams);
+        await authorizePresigned(deps, constraints, check, facts);
+        return download(deps, req, res, bucket, key, method === "HEAD", constraints);
+      }
+      await authorizeBearer(deps, req, check, facts);
+      return download(deps, req, res, bucket, key, method === "HEAD", {});
     }
     case "PUT": {
-      const constraints = signed ? deps.signer.verify("PUT", bucket, key, url.searchParams) : {};
-      return upload(deps, req, res, bucket, key, constraints);
+      const check: AccessCheck = { action: "write", resource: { bucket, key } };
+      if (signed) {
+        const constraints = deps.signer.verify("PUT", bucket, key, url.searchParams);
+        await authorizePresigned(deps, constraints, check, facts);
+        return upload(deps, req, res, bucket, key, constraints);
+      }
+      await authorizeBearer(deps, req, check, facts);
+      return upload(deps, req, res, bucket, key, {});
     }
     default:
       res.setHeader("Allow", "GET, HEAD, PUT");
       throw new StorageError("invalid_argument", `method ${method} is not supported on objects: use GET, HEAD or PUT`);
   }
+}
+
+/**
+ * Authorizes a request of a presigned URL whose signature was verified:
+ * the principal that created the URL must still exist, not be revoked, and
+ * still hold the grant, so a URL never grants more than its creator has.
+ */
+async function authorizePresigned(deps: DataPlaneDeps, constraints: Record<string, string>, check: AccessCheck, facts: RequestFacts): Promise<void> {
+  const creator = await deps.access.presigner(constraints[CONSTRAINT.principal] ?? "");
+  if (creator === undefined) {
+    throw new StorageError("permission_denied", "the access key that created this URL was revoked or no longer exists: request a new URL");
+  }
+  facts.principal = creator;
+  facts.checks = [check];
+  deps.access.authorize(creator, [check], facts.operation, facts.peer);
+}
+
+/** Authorizes a request without a signature by its bearer token. */
+async function authorizeBearer(deps: DataPlaneDeps, req: Request, check: AccessCheck, facts: RequestFacts): Promise<void> {
+  const principal = await deps.access.authenticate(headerOf(req, "authorization"), facts.operation, facts.peer);
+  facts.principal = principal;
+  facts.checks = [check];
+  deps.access.authorize(principal, [check], facts.operation, facts.peer);
 }
 
 /** Splits /v1/buckets/{bucket}/objects/{key} into its decoded parts. */
@@ -251,7 +299,7 @@ async function upload(deps: DataPlaneDeps, req: Request, res: Response, bucket: 
   return object.size;
 }
 
-async function uploadPart(deps: DataPlaneDeps, req: Request, res: Response, url: URL): Promise<number> {
+async function uploadPart(deps: DataPlaneDeps, req: Request, res: Response, url: URL, facts: RequestFacts): Promise<number> {
   const match = url.pathname.slice(UPLOAD_PATH_PREFIX.length).match(/^([^/]+)\/parts\/(\d+)$/);
   if (!match) {
     throw invalidArgument(`path ${url.pathname} is not of the form /v1/uploads/{uploadId}/parts/{partNumber}`);
@@ -264,9 +312,21 @@ async function uploadPart(deps: DataPlaneDeps, req: Request, res: Response, url:
   const partNumber = Number(match[2]);
   const contentLength = headerOf(req, "content-length");
   if (url.searchParams.has(SIGNATURE_PARAM)) {
+    // The signature covers the session's bucket, so the session is read
+    // first; upload ids are random, and the signature check follows at once.
     const session = await deps.multipart.requireSession(uploadId);
+    facts.bucket = session.bucket;
     const constraints = deps.signer.verify("PUT", session.bucket, partUrlKey(uploadId, partNumber), url.searchParams);
+    await authorizePresigned(deps, constraints, { action: "write", resource: { bucket: session.bucket, key: session.key } }, facts);
     if (constraints[CONSTRAINT.size] !== undefined) requireConstraint(constraints, CONSTRAINT.size, contentLength ?? "", "Content-Length");
+  } else {
+    const principal = await deps.access.authenticate(headerOf(req, "authorization"), facts.operation, facts.peer);
+    deps.access.requireSomewhere(principal, "write", facts.operation, facts.peer);
+    const session = await deps.multipart.requireSession(uploadId);
+    facts.bucket = session.bucket;
+    facts.principal = principal;
+    facts.checks = [{ action: "write", resource: { bucket: session.bucket, key: session.key } }];
+    deps.access.authorize(principal, facts.checks, facts.operation, facts.peer);
   }
 
   const controller = new AbortController();
@@ -357,6 +417,7 @@ const S3_CODE_OF_KIND: Record<StorageErrorKind, string> = {
   data_loss: "InternalError",
   aborted: "OperationAborted",
   cancelled: "RequestCancelled",
+  unauthenticated: "AccessDenied",
   permission_denied: "AccessDenied",
   resource_exhausted: "EntityTooLarge",
   unavailable: "ServiceUnavailable",

@@ -1,3 +1,5 @@
+import type { AccessStore } from "./access-store.js";
+
 /** Storage classes, as S3 names them. */
 export const STORAGE_CLASSES = ["STANDARD", "REDUCED_REDUNDANCY", "GLACIER", "DEEP_ARCHIVE"] as const;
 export type StorageClassName = (typeof STORAGE_CLASSES)[number];
@@ -232,6 +234,8 @@ export interface PoolStats {
  */
 export interface MetadataStore {
   readonly kind: string;
+  /** Access keys and the audit log, in the same database. */
+  readonly access: AccessStore;
   /** Creates the buckets that do not exist yet, with default settings. */
   ensureBuckets(names: readonly string[]): Promise<void>;
   listBuckets(): Promise<BucketRecord[]>;

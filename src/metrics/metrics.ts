@@ -18,6 +18,7 @@ export interface Metrics {
   readonly failedOperationsTotal: Counter<"operation" | "code">;
   readonly lifecycleActionsTotal: Counter<"action" | "bucket">;
   readonly lifecycleBatchesTotal: Counter<"action" | "result">;
+  readonly authFailuresTotal: Counter<"reason">;
 }
 
 /** Creates the registry with Engram's metrics and Node's default process metrics. */
@@ -51,6 +52,12 @@ export function createMetrics(poolStats?: () => PoolStats | undefined): Metrics 
       name: "engram_lifecycle_batches_total",
       help: "Lifecycle batches run, by action and result (ok or error).",
       labelNames: ["action", "result"],
+      registers: [registry],
+    }),
+    authFailuresTotal: new Counter({
+      name: "engram_auth_failures_total",
+      help: "Calls and HTTP requests rejected by access control: reason missing, malformed or invalid credentials, or denied by the grants.",
+      labelNames: ["reason"],
       registers: [registry],
     }),
   };

@@ -6,6 +6,8 @@ export const CONSTRAINT = {
   size: "x-engram-size",
   sha256: "x-engram-sha256",
   ifGenerationMatch: "x-engram-if-generation-match",
+  /** Id of the principal that created the URL, whose grants are checked again at each use. */
+  principal: "x-engram-principal",
 } as const;
 
 /**

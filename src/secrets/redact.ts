@@ -13,7 +13,7 @@ const ACCESS_KEY_SHOWN_CHARS = 4;
 /**
  * Returns a copy of the configuration that is safe to print. The access
  * key keeps at most its first 4 characters. The secret key, the passwords,
- * the Vault token and the password in the PostgreSQL URL become
+ * the Vault token, the admin token and the password in the PostgreSQL URL become
  * "<redacted>". Unset secrets stay empty, so the output shows them as unset.
  */
 export function redactConfig(config: Config): Config {
@@ -27,6 +27,7 @@ export function redactConfig(config: Config): Config {
       password: config.postgres.password === undefined ? undefined : redact(config.postgres.password),
     },
     vault: { ...config.vault, token: redact(config.vault.token) },
+    auth: { ...config.auth, adminToken: redact(config.auth.adminToken) },
   };
 }
 

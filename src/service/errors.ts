@@ -12,6 +12,7 @@ export type StorageErrorKind =
   | "data_loss"
   | "aborted"
   | "cancelled"
+  | "unauthenticated"
   | "permission_denied"
   | "resource_exhausted"
   | "unavailable"

@@ -33,6 +33,8 @@ export interface PresignRequest {
   /** Hex SHA-256. */
   readonly expectedSha256: string | undefined;
   readonly ifGenerationMatch: number | undefined;
+  /** Id of the caller; data plane URLs carry it, and it must still hold the grants when the URL is used. */
+  readonly principalId: string;
 }
 
 export interface PresignedUrl {
@@ -102,7 +104,7 @@ export class PresignService {
     const seconds = expiryOf(request.expiresInSeconds);
     const expiresAt = new Date(Math.floor(Date.now() / 1000 + seconds) * 1000);
 
-    const constraints: Record<string, string> = {};
+    const constraints: Record<string, string> = { [CONSTRAINT.principal]: request.principalId };
     const requiredHeaders: Record<string, string> = {};
     if (request.size !== undefined) {
       constraints[CONSTRAINT.size] = String(request.size);
@@ -163,10 +165,13 @@ export class PresignService {
     const contentType = request.responseContentType === "" ? undefined : request.responseContentType;
 
     if (this.blobs.presignGet) {
+      // NOTE: the S3 store serves this URL itself, so it works until it
+      // expires even if its creator's key is revoked. Only data plane URLs
+      // are checked against the creator at each use.
       const url = await this.blobs.presignGet(object, seconds, { contentDisposition, contentType });
       return { url, method: "GET", requiredHeaders: {}, expiresAt, finalizeToken: "" };
     }
-    const constraints: Record<string, string> = {};
+    const constraints: Record<string, string> = { [CONSTRAINT.principal]: request.principalId };
     if (contentDisposition !== undefined) constraints[CONSTRAINT.responseContentDisposition] = contentDisposition;
     if (contentType !== undefined) constraints[CONSTRAINT.responseContentType] = contentType;
     return { url: this.dataPlaneUrl("GET", request, expiresAt, constraints), method: "GET", requiredHeaders: {}, expiresAt, finalizeToken: "" };
@@ -196,7 +201,7 @@ export class PresignService {
       return { url, method: "PUT", requiredHeaders: {}, expiresAt, finalizeToken };
     }
 
-    const constraints: Record<string, string> = { [CONSTRAINT.contentType]: contentType };
+    const constraints: Record<string, string> = { [CONSTRAINT.contentType]: contentType, [CONSTRAINT.principal]: request.principalId };
     const requiredHeaders: Record<string, string> = { "Content-Type": contentType };
     if (request.size !== undefined) {
       constraints[CONSTRAINT.size] = String(request.size);
@@ -211,6 +216,12 @@ export class PresignService {
     const query = this.signer.sign({ method, bucket: request.bucket, key: request.key, expires: Math.floor(expiresAt.getTime() / 1000), constraints });
     const path = `/v1/buckets/${encodeURIComponent(request.bucket)}/objects/${request.key.split("/").map(encodeURIComponent).join("/")}`;
     return `${this.publicUrl()}${path}?${query.toString()}`;
+  }
+
+  /** Returns the bucket and key a finalize token names, after checking its signature and expiry. */
+  targetOf(token: string): { bucket: string; key: string } {
+    const { bucket, key } = this.readToken(token);
+    return { bucket, key };
   }
 
   private writeToken(pending: PendingUpload): string {

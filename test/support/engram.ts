@@ -3,13 +3,22 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 
 import { StorageService } from "../../gen/engram/v1/storage_service_pb.js";
 import { readConfig, type Config } from "../../src/config.js";
 import { startEngram, type Engram, type StartOptions } from "../../src/engram.js";
 import { createLogger } from "../../src/log.js";
+
+/**
+ * Admin token of every test server, unless a test sets ENGRAM_ADMIN_TOKEN
+ * itself. The client helpers send it by default.
+ */
+export const TEST_ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789";
+
+/** Authorization header value of the test admin. */
+export const TEST_AUTHORIZATION = `Bearer ${TEST_ADMIN_TOKEN}`;
 
 /** A parsed pino log line. */
 export interface LogEntry {
@@ -35,7 +44,7 @@ export async function startTestEngram(
   options: Partial<StartOptions> & { dataDir?: string } = {},
 ): Promise<TestEngram> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "engram-test-")));
-  const config: Config = readConfig({ ENGRAM_PORT: "0", ENGRAM_METRICS_PORT: "0", ENGRAM_HOST: "127.0.0.1", ENGRAM_DATA_DIR: dataDir, ...env });
+  const config: Config = readConfig({ ENGRAM_PORT: "0", ENGRAM_METRICS_PORT: "0", ENGRAM_HOST: "127.0.0.1", ENGRAM_DATA_DIR: dataDir, ENGRAM_ADMIN_TOKEN: TEST_ADMIN_TOKEN, ...env });
   const logs: LogEntry[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -66,10 +75,12 @@ export const PROTOCOLS: readonly Protocol[] = ["grpc", "grpc-web", "connect"];
 
 /**
  * Creates a transport for one protocol: gRPC over HTTP/2, gRPC-Web and Connect over
- * HTTP/1.1, as browsers and curl use them.
+ * HTTP/1.1, as browsers and curl use them. It sends `token` as a bearer
+ * token, the test admin's by default; "" sends no credentials.
  */
-export function transportFor(protocol: Protocol, baseUrl: string): Transport {
-  const common = { baseUrl, acceptCompression: [], readMaxBytes: 16 * 1024 * 1024, writeMaxBytes: 80 * 1024 * 1024 };
+export function transportFor(protocol: Protocol, baseUrl: string, token = TEST_ADMIN_TOKEN): Transport {
+  const interceptors = token === "" ? [] : [bearer(token)];
+  const common = { baseUrl, acceptCompression: [], readMaxBytes: 16 * 1024 * 1024, writeMaxBytes: 80 * 1024 * 1024, interceptors };
   switch (protocol) {
     case "grpc":
       // Node counts queued outgoing data against the session memory; the
@@ -82,8 +93,16 @@ export function transportFor(protocol: Protocol, baseUrl: string): Transport {
   }
 }
 
-export function storageClient(protocol: Protocol, baseUrl: string): Client<typeof StorageService> {
-  return createClient(StorageService, transportFor(protocol, baseUrl));
+export function storageClient(protocol: Protocol, baseUrl: string, token = TEST_ADMIN_TOKEN): Client<typeof StorageService> {
+  return createClient(StorageService, transportFor(protocol, baseUrl, token));
+}
+
+/** Adds an authorization header with a bearer token to every call. */
+export function bearer(token: string): Interceptor {
+  return (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
 }
 
 /** Log lines at error level or above (pino levels: 50 error, 60 fatal). */

@@ -161,6 +161,39 @@ const migrations: Record<string, Migration> = {
         )`.execute(db);
     },
   },
+
+  "0006_access_control": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Access keys created through AdminService. Only the SHA-256 of each
+      // token is kept; a revoked key keeps its row, so its id is never
+      // reused and the audit log can still name it.
+      await sql`
+        create table access_keys (
+          key_id text primary key,
+          principal text not null,
+          description text not null,
+          grants jsonb not null,
+          token_sha256 text not null,
+          created_at timestamptz not null default now(),
+          revoked_at timestamptz
+        )`.execute(db);
+
+      // Writes, deletes, presigns and admin calls, allowed or denied.
+      await sql`
+        create table audit_events (
+          id bigserial primary key,
+          time timestamptz not null default now(),
+          principal text not null,
+          action text not null,
+          bucket text not null,
+          key text collate "C" not null,
+          result text not null,
+          operation text not null
+        )`.execute(db);
+      await sql`create index audit_events_principal on audit_events (principal, id)`.execute(db);
+      await sql`create index audit_events_bucket on audit_events (bucket, id)`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -83,6 +83,27 @@ export interface UploadPartChunksTable {
   created_at: Generated<Date>;
 }
 
+export interface AccessKeysTable {
+  key_id: string;
+  principal: string;
+  description: string;
+  grants: ColumnType<unknown, string, string>;
+  token_sha256: string;
+  created_at: Generated<Date>;
+  revoked_at: ColumnType<Date | null, never, Date>;
+}
+
+export interface AuditEventsTable {
+  id: GeneratedInt8;
+  time: Generated<Date>;
+  principal: string;
+  action: string;
+  bucket: string;
+  key: string;
+  result: string;
+  operation: string;
+}
+
 export interface Database {
   buckets: BucketsTable;
   objects: ObjectsTable;
@@ -90,4 +111,6 @@ export interface Database {
   upload_sessions: UploadSessionsTable;
   upload_parts: UploadPartsTable;
   upload_part_chunks: UploadPartChunksTable;
+  access_keys: AccessKeysTable;
+  audit_events: AuditEventsTable;
 }

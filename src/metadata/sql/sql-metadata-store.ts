@@ -25,11 +25,13 @@ import type {
   PoolStats,
   UploadSessionRecord,
 } from "../metadata-store.js";
+import type { AccessStore } from "../access-store.js";
 import { migrationProvider } from "./migrations.js";
 import * as buckets from "./sql-bucket-queries.js";
 import { applyLifecycleBatch } from "./sql-lifecycle-queries.js";
 import { commitInTransaction, deleteInTransaction, objectFromRow, rowOf } from "./sql-object-queries.js";
 import * as chunks from "./sql-part-chunk-queries.js";
+import { SqlAccessStore } from "./sql-access-store.js";
 import * as uploads from "./sql-upload-queries.js";
 import type { Database } from "./schema.js";
 import { UsageLedger } from "./usage-ledger.js";
@@ -48,6 +50,7 @@ export interface SqlMetadataStoreOptions {
 
 export class SqlMetadataStore implements MetadataStore {
   readonly poolStats?: () => PoolStats;
+  readonly access: AccessStore;
   private readonly onClose: () => Promise<void>;
   private readonly unavailableHint: string;
 
@@ -59,11 +62,14 @@ export class SqlMetadataStore implements MetadataStore {
     this.onClose = options.onClose ?? (async () => {});
     this.unavailableHint = options.unavailableHint ?? "retry later";
     if (options.poolStats) this.poolStats = options.poolStats;
+    this.access = translatingErrors(new SqlAccessStore(db), this.unavailableHint);
   }
 
   /** Applies pending migrations; call once before first use. */
   async migrate(): Promise<void> {
-    const migrator = new Migrator({ db: this.db, provider: migrationProvider });
+    // Migrations added on parallel branches may land out of name order, so a
+    // database may already have a later one than a newly merged one.
+    const migrator = new Migrator({ db: this.db, provider: migrationProvider, allowUnorderedMigrations: true });
     const { error, results } = await migrator.migrateToLatest();
     if (error) {
       // A database that cannot be reached is not a broken migration: report
@@ -347,4 +353,21 @@ function describeError(err: unknown): string {
     return err.errors.map((inner) => (inner as Error)?.message ?? String(inner)).join(", ");
   }
   return (err as Error | undefined)?.message ?? String(err);
+}
+
+/** Wraps every method of an access store so database errors become StorageErrors, as in SqlMetadataStore. */
+function translatingErrors(inner: AccessStore, unavailableHint: string): AccessStore {
+  return new Proxy(inner, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (typeof value !== "function") return value;
+      return async (...args: unknown[]) => {
+        try {
+          return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        } catch (err) {
+          throw translateDatabaseError(err, unavailableHint);
+        }
+      };
+    },
+  });
 }
