@@ -112,7 +112,7 @@ describe("engram command", () => {
     const again = await engramInProcess(["rm", "mnemos-logs/rm/r"]);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain("not found");
-    expect(again.stderr).toContain("NotFound");
+    expect(again.stderr).toContain("NOT_FOUND");
   });
 
   it("failed get leaves no file", async () => {
@@ -129,7 +129,8 @@ describe("engram command", () => {
 
     const unknown = await engramCli(["frobnicate"], work);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toContain("Usage:");
+    expect(unknown.stderr).toContain('unknown command "frobnicate"');
+    expect(unknown.stderr).toContain("engram --help");
   });
 
   it("help prints usage", async () => {
@@ -176,6 +177,14 @@ describe("engram command", () => {
     expect(lines[1]).toMatch(/^\s*5 .* noncurrent\s+notes\.txt$/);
     const firstGeneration = lines[1]!.trim().split(/\s+/)[2]!;
 
+    const older = await engramInProcess(["get", "--generation", firstGeneration, "cli-versions/notes.txt", "-"]);
+    expect(older.stdout).toBe("first");
+    const olderStat = JSON.parse((await engramInProcess(["stat", "--generation", firstGeneration, "cli-versions/notes.txt"])).stdout) as { generation: string };
+    expect(olderStat.generation).toBe(firstGeneration);
+    const misplaced = await engramInProcess(["ls", "--generation", firstGeneration, "cli-versions"]);
+    expect(misplaced.code).toBe(2);
+    expect(misplaced.stderr).toContain("--generation applies to get, stat and rm only");
+
     const restored = await engramInProcess(["restore", "cli-versions/notes.txt", firstGeneration]);
     expect(restored.stdout).toContain(`generation ${firstGeneration} as generation`);
     expect((await engramInProcess(["get", "cli-versions/notes.txt", "-"])).stdout).toBe("first");
@@ -184,7 +193,7 @@ describe("engram command", () => {
     expect(removed.stdout).toContain("delete marker generation");
     const busy = await engramInProcess(["rb", "cli-versions"]);
     expect(busy.code).toBe(1);
-    expect(busy.stderr).toContain("FailedPrecondition");
+    expect(busy.stderr).toContain("FAILED_PRECONDITION");
 
     const all = (await engramInProcess(["ls", "--versions", "cli-versions"])).stdout.trim().split("\n");
     for (const line of all) {
@@ -209,7 +218,7 @@ describe("engram command", () => {
     expect((await asJob(["put", join(work, "job.bin"), "mnemos-artifacts/jobs/7/out.bin"])).code).toBe(0);
     const outside = await asJob(["put", join(work, "job.bin"), "mnemos-artifacts/jobs/8/out.bin"]);
     expect(outside.code).toBe(1);
-    expect(outside.stderr).toContain("PermissionDenied");
+    expect(outside.stderr).toContain("PERMISSION_DENIED");
 
     const listed = await engramInProcess(["admin", "keys", "list"]);
     expect(listed.stdout).toContain(`${keyId}  active   `);
@@ -219,7 +228,7 @@ describe("engram command", () => {
     expect((await engramInProcess(["admin", "keys", "revoke", keyId])).code).toBe(0);
     const revoked = await asJob(["ls", "mnemos-artifacts/jobs/7/"]);
     expect(revoked.code).toBe(1);
-    expect(revoked.stderr).toContain("Unauthenticated");
+    expect(revoked.stderr).toContain("UNAUTHENTICATED");
 
     const audit = await engramInProcess(["admin", "audit", "--principal", `key:${keyId}`]);
     expect(audit.stdout).toContain("PermissionDenied");

@@ -44,8 +44,17 @@ export async function put(server: Server, file: string, target: string, contentT
   print(`uploaded ${bucket}/${key}: ${object!.size} bytes, generation ${object!.generation}, sha256 ${stored}`);
 }
 
-/** Downloads an object to a file (or stdout for "-"), verifying its sha256. */
-export async function get(server: Server, source: string, file: string | undefined, print: Print, stdout: NodeJS.WritableStream): Promise<void> {
+/** Parses a --generation option: undefined gives 0n, the live version. */
+export function parseGeneration(value: string | undefined): bigint {
+  if (value === undefined) return 0n;
+  if (!/^[1-9][0-9]*$/.test(value)) {
+    throw new UsageError(`--generation ${JSON.stringify(value)} is invalid: give a generation as ls --versions prints it`);
+  }
+  return BigInt(value);
+}
+
+/** Downloads an object (the live version, or a given generation) to a file or stdout ("-"), verifying its sha256. */
+export async function get(server: Server, source: string, file: string | undefined, generation: bigint, print: Print, stdout: NodeJS.WritableStream): Promise<void> {
   const { bucket, key } = parseObjectPath(source, { keyRequired: true });
   const client = createStorageClient(server);
   const target = file ?? basename(key);
@@ -58,7 +67,7 @@ export async function get(server: Server, source: string, file: string | undefin
   let size = 0n;
 
   async function* content(): AsyncGenerator<Uint8Array> {
-    for await (const response of client.download({ bucket, key })) {
+    for await (const response of client.download({ bucket, key, generation })) {
       if (response.objectChecksums) {
         expected = hex(response.objectChecksums.sha256);
         size = response.metadata?.size ?? 0n;
@@ -110,20 +119,17 @@ export async function list(server: Server, path: string, print: Print, recursive
   } while (pageToken !== "");
 }
 
-export async function stat(server: Server, path: string, print: Print): Promise<void> {
+export async function stat(server: Server, path: string, generation: bigint, print: Print): Promise<void> {
   const { bucket, key } = parseObjectPath(path, { keyRequired: true });
-  const { object } = await createStorageClient(server).getObject({ bucket, key });
+  const { object } = await createStorageClient(server).getObject({ bucket, key, generation });
   print(JSON.stringify(objectToJson(object!), null, 2));
 }
 
 /** Deletes the live version, or with a generation removes that version or delete marker for good. */
-export async function remove(server: Server, path: string, generation: string | undefined, print: Print): Promise<void> {
+export async function remove(server: Server, path: string, generation: bigint, print: Print): Promise<void> {
   const { bucket, key } = parseObjectPath(path, { keyRequired: true });
-  if (generation !== undefined && !/^[1-9][0-9]*$/.test(generation)) {
-    throw new UsageError(`--generation ${JSON.stringify(generation)} is invalid: give a generation as ls --versions prints it`);
-  }
-  const { deleteMarkerGeneration } = await createStorageClient(server).deleteObject({ bucket, key, generation: BigInt(generation ?? 0) });
-  if (generation !== undefined) {
+  const { deleteMarkerGeneration } = await createStorageClient(server).deleteObject({ bucket, key, generation });
+  if (generation !== 0n) {
     print(`deleted ${bucket}/${key} generation ${generation}`);
   } else if (deleteMarkerGeneration > 0n) {
     print(`deleted ${bucket}/${key}: delete marker generation ${deleteMarkerGeneration}`);

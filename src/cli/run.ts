@@ -25,9 +25,11 @@ Commands:
   put FILE BUCKET/KEY        upload a file [--content-type TYPE]
   get BUCKET/KEY [FILE]      download an object to FILE (default: the key's
                              last segment; "-" writes to stdout)
+                             [--generation N]
   ls BUCKET[/PREFIX]         list objects and prefixes [--recursive]; with
                              --versions every version and delete marker
   stat BUCKET/KEY            print an object's metadata as JSON
+                             [--generation N]
   rm BUCKET/KEY              delete an object; --generation N removes that
                              version or delete marker for good
   restore BUCKET/KEY GEN     make a copy of generation GEN the live version
@@ -63,6 +65,9 @@ by $ENGRAM_TOKEN_FILE, else ~/.config/engram/token, else the admin token a
 local server wrote to $ENGRAM_DATA_DIR/admin-token (default ./data).
 `;
 
+/** Commands that take --generation. */
+const GENERATION_COMMANDS = new Set(["get", "stat", "rm"]);
+
 /** Standard streams and environment of one command run. */
 export interface CommandIo {
   readonly stdout: NodeJS.WritableStream;
@@ -76,7 +81,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     return await dispatch(argv, io);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-      io.stderr.write(`engram: ${(err as Error).message}\n\n${USAGE}`);
+      io.stderr.write(`engram: ${(err as Error).message}\nRun "engram --help" for the commands and options.\n`);
       return 2;
     }
     if (err instanceof ConfigError) {
@@ -84,12 +89,18 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       return 2;
     }
     if (err instanceof ConnectError) {
-      io.stderr.write(`engram: ${err.rawMessage} (${Code[err.code]})\n`);
+      const hint = err.code === Code.Unavailable ? "\nCheck that the server runs and that --url or ENGRAM_URL names it." : "";
+      io.stderr.write(`engram: ${err.rawMessage} (${grpcCodeName(err.code)})${hint}\n`);
       return 1;
     }
     io.stderr.write(`engram: ${(err as Error).message ?? String(err)}\n`);
     return 1;
   }
+}
+
+/** Returns the name the gRPC specification gives a status code, such as NOT_FOUND. */
+function grpcCodeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
 }
 
 async function dispatch(argv: string[], io: CommandIo): Promise<number> {
@@ -123,6 +134,9 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
     io.stdout.write(`${line}\n`);
   };
 
+  if (values.generation !== undefined && !GENERATION_COMMANDS.has(command)) {
+    throw new UsageError(`--generation applies to get, stat and rm only, not to ${command}`);
+  }
   switch (command) {
     case "serve":
       return serve(io.env);
@@ -130,7 +144,7 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
       await commands.put(server, need(args, 0, "FILE"), need(args, 1, "BUCKET/KEY"), values["content-type"], print);
       return 0;
     case "get":
-      await commands.get(server, need(args, 0, "BUCKET/KEY"), args[1], print, io.stdout);
+      await commands.get(server, need(args, 0, "BUCKET/KEY"), args[1], commands.parseGeneration(values.generation), print, io.stdout);
       return 0;
     case "ls":
       if (values.versions) {
@@ -140,10 +154,10 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
       await commands.list(server, need(args, 0, "BUCKET[/PREFIX]"), print, values.recursive ?? false);
       return 0;
     case "stat":
-      await commands.stat(server, need(args, 0, "BUCKET/KEY"), print);
+      await commands.stat(server, need(args, 0, "BUCKET/KEY"), commands.parseGeneration(values.generation), print);
       return 0;
     case "rm":
-      await commands.remove(server, need(args, 0, "BUCKET/KEY"), values.generation, print);
+      await commands.remove(server, need(args, 0, "BUCKET/KEY"), commands.parseGeneration(values.generation), print);
       return 0;
     case "restore":
       await bucketCommands.restore(server, need(args, 0, "BUCKET/KEY"), need(args, 1, "GENERATION"), print);
