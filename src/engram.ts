@@ -197,7 +197,10 @@ async function startServices(
 
   const connectHandler = connectNodeAdapter({
     routes,
-    readMaxBytes: limits.maxMessageBytes,
+    // The limit applies to the request body before decoding. Connect JSON
+    // carries bytes in base64, 4/3 as long, so a full chunk from a browser
+    // needs the extra room; every service still checks the chunk size.
+    readMaxBytes: Math.ceil((limits.maxMessageBytes * 4) / 3),
     writeMaxBytes: limits.maxMessageBytes,
     // Object content is mostly incompressible model weights: gzip would
     // cost CPU and cut download speed to a fraction.

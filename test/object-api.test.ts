@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { StorageClass } from "../gen/engram/v1/object_pb.js";
 import { backendsUnderTest } from "./support/backends.js";
-import { PROTOCOLS, storageClient, type TestEngram } from "./support/engram.js";
+import { PROTOCOLS, TEST_AUTHORIZATION, storageClient, type TestEngram } from "./support/engram.js";
 import { MiB, download, random, sha256Hex, upload, uploadMessages } from "./support/objects.js";
 
 const BUCKET = "mnemos-artifacts";
@@ -307,6 +307,21 @@ describe.skipIf(!backend.available)("buckets and limits", () => {
     );
     expect(err.code).toBe(Code.ResourceExhausted);
     expect(await engram.metadata.getObject(BUCKET, key)).toBeUndefined();
+  });
+
+  it("full chunk accepted as Connect JSON", async () => {
+    // JSON carries bytes in base64, a third longer than the chunk itself.
+    const { uploadId } = await client().startResumableWrite({ spec: { bucket: BUCKET, key: "json-chunk", size: BigInt(4 * MiB) } });
+    const content = random(4 * MiB);
+    const response = await fetch(`${engram.url}/engram.v1.StorageService/WriteChunk`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: TEST_AUTHORIZATION },
+      body: JSON.stringify({ uploadId, writeOffset: "0", data: { content: content.toString("base64") }, finishWrite: true }),
+    });
+    const body = (await response.json()) as { persistedSize?: string; object?: { size?: string } };
+    expect(response.status).toBe(200);
+    expect(body.persistedSize).toBe(String(4 * MiB));
+    expect((await engram.metadata.getObject(BUCKET, "json-chunk"))?.sha256).toBe(sha256Hex(content));
   });
 
   it("chunk over the chunk limit is INVALID_ARGUMENT", async () => {
