@@ -309,6 +309,16 @@ describe.skipIf(!backend.available)("buckets and limits", () => {
     expect(await engram.metadata.getObject(BUCKET, key)).toBeUndefined();
   });
 
+  it("negative generation is INVALID_ARGUMENT", async () => {
+    await upload(client(), BUCKET, "negative-generation", random(10));
+    const get = await failure(() => client().getObject({ bucket: BUCKET, key: "negative-generation", generation: -1n }));
+    expect(get.code).toBe(Code.InvalidArgument);
+    expect(get.rawMessage).toContain("generation -1 is invalid");
+    const remove = await failure(() => client().deleteObject({ bucket: BUCKET, key: "negative-generation", generation: -1n }));
+    expect(remove.code).toBe(Code.InvalidArgument);
+    expect(await engram.metadata.getObject(BUCKET, "negative-generation")).toBeDefined();
+  });
+
   it("full chunk accepted as Connect JSON", async () => {
     // JSON carries bytes in base64, a third longer than the chunk itself.
     const { uploadId } = await client().startResumableWrite({ spec: { bucket: BUCKET, key: "json-chunk", size: BigInt(4 * MiB) } });

@@ -3,7 +3,7 @@ import type { BlobSweeper } from "./blob-sweeper.js";
 import { requireBucket, requireWritableBucket } from "./buckets.js";
 import { invalidArgument, notFound } from "./errors.js";
 import type { Limits } from "./limits.js";
-import { validateKey } from "./names.js";
+import { validateGeneration, validateKey } from "./names.js";
 
 export interface ListObjectsRequestSpec {
   readonly bucket: string;
@@ -48,6 +48,7 @@ export class CatalogService {
    */
   async getObject(bucket: string, key: string, generation: number): Promise<ObjectRecord> {
     validateKey(key);
+    validateGeneration(generation);
     await requireBucket(this.metadata, bucket);
     const object = await this.metadata.getObject(bucket, key, generation);
     if (!object) {
@@ -60,9 +61,7 @@ export class CatalogService {
   /** Deletes the live version, or with a generation other than 0 removes that version permanently. */
   async deleteObject(bucket: string, key: string, ifGenerationMatch: number | undefined, generation = 0): Promise<DeleteResult> {
     validateKey(key);
-    if (!Number.isSafeInteger(generation) || generation < 0) {
-      throw invalidArgument(`generation ${generation} is invalid: give 0 for the live version or a positive generation`);
-    }
+    validateGeneration(generation);
     await requireWritableBucket(this.metadata, bucket);
     return this.metadata.deleteObject(bucket, key, ifGenerationMatch, generation);
   }

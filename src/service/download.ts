@@ -5,7 +5,7 @@ import type { MetadataStore, ObjectRecord } from "../metadata/metadata-store.js"
 import { crc32cUpdate } from "./checksum.js";
 import { StorageError, invalidArgument, notFound } from "./errors.js";
 import type { Limits } from "./limits.js";
-import { validateBucketName, validateKey } from "./names.js";
+import { validateBucketName, validateGeneration, validateKey } from "./names.js";
 import type { ReadCounter } from "./read-counter.js";
 
 export interface DownloadRequestSpec {
@@ -44,9 +44,7 @@ export class DownloadService {
   async open(request: DownloadRequestSpec, signal?: AbortSignal): Promise<OpenedDownload> {
     validateBucketName(request.bucket);
     validateKey(request.key);
-    if (!Number.isSafeInteger(request.generation) || request.generation < 0) {
-      throw invalidArgument(`generation ${request.generation} is invalid: give 0 for the live version or a positive generation`);
-    }
+    validateGeneration(request.generation);
 
     const object = await this.metadata.getObject(request.bucket, request.key, request.generation);
     if (!object) {

@@ -51,3 +51,10 @@ export function validateBucketName(name: string): void {
     );
   }
 }
+
+/** Checks a generation to read or delete: 0 names the live version. */
+export function validateGeneration(generation: number): void {
+  if (!Number.isSafeInteger(generation) || generation < 0) {
+    throw invalidArgument(`generation ${generation} is invalid: give 0 for the live version or a positive generation`);
+  }
+}
