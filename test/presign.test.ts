@@ -354,6 +354,14 @@ describe("embedded data plane", () => {
     expect(unsatisfiable.status).toBe(416);
     expect(unsatisfiable.headers.get("content-range")).toBe(`bytes */${content.length}`);
     expect((await fetch(`${engram.url}/v1/buckets/${BUCKET}/objects/curl/missing`, { headers: { authorization } })).status).toBe(404);
+
+    const removal = await fetch(url, { method: "DELETE", headers: { authorization } });
+    expect(removal.status).toBe(405);
+    expect(removal.headers.get("allow")).toBe("GET, HEAD, PUT");
+    const removalBody = await removal.text();
+    expect(removalBody).toContain("<Code>MethodNotAllowed</Code>");
+    expect(removalBody).toContain("method DELETE is not supported on objects");
+    expect((await fetch(`${engram.url}/v1/uploads/some-upload/parts/1`, { method: "GET", headers: { authorization } })).status).toBe(405);
   });
 
   it("cut-off PUT stores nothing", async () => {

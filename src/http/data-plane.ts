@@ -159,8 +159,7 @@ async function serve(deps: DataPlaneDeps, req: Request, res: Response, url: URL,
       return upload(deps, req, res, bucket, key, {});
     }
     default:
-      res.setHeader("Allow", "GET, HEAD, PUT");
-      throw new StorageError("invalid_argument", `method ${method} is not supported on objects: use GET, HEAD or PUT`);
+      throw new MethodNotAllowed(`method ${method} is not supported on objects: use GET, HEAD or PUT`, "GET, HEAD, PUT");
   }
 }
 
@@ -305,8 +304,7 @@ async function uploadPart(deps: DataPlaneDeps, req: Request, res: Response, url:
     throw invalidArgument(`path ${url.pathname} is not of the form /v1/uploads/{uploadId}/parts/{partNumber}`);
   }
   if (req.method !== "PUT") {
-    res.setHeader("Allow", "PUT");
-    throw invalidArgument(`method ${req.method} is not supported on parts: use PUT`);
+    throw new MethodNotAllowed(`method ${req.method} is not supported on parts: use PUT`, "PUT");
   }
   const uploadId = decodeURIComponent(match[1]!);
   const partNumber = Number(match[2]);
@@ -424,6 +422,16 @@ const S3_CODE_OF_KIND: Record<StorageErrorKind, string> = {
   internal: "InternalError",
 };
 
+/** A request method the path does not take: HTTP 405 with an Allow header, INVALID_ARGUMENT elsewhere. */
+class MethodNotAllowed extends StorageError {
+  constructor(
+    message: string,
+    readonly allow: string,
+  ) {
+    super("invalid_argument", message);
+  }
+}
+
 /** Sends an S3-style XML error body: Code, Message and Resource. */
 function sendError(res: Response, error: StorageError, resource: string): void {
   if (res.headersSent) {
@@ -431,13 +439,17 @@ function sendError(res: Response, error: StorageError, resource: string): void {
     return;
   }
   const message = error.kind === "internal" ? "internal error: see the server log" : error.message;
+  const notAllowed = error instanceof MethodNotAllowed;
+  if (notAllowed) res.setHeader("Allow", error.allow);
   res.setHeader("Content-Type", "application/xml");
-  res.writeHead(STATUS_OF_KIND[error.kind]);
-  res.end(
-    `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${S3_CODE_OF_KIND[error.kind]}</Code><Message>${escapeXml(message)}</Message><Resource>${escapeXml(resource)}</Resource></Error>\n`,
-  );
+  res.writeHead(notAllowed ? 405 : STATUS_OF_KIND[error.kind]);
+  const code = notAllowed ? "MethodNotAllowed" : S3_CODE_OF_KIND[error.kind];
+  res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${escapeXml(message)}</Message><Resource>${escapeXml(resource)}</Resource></Error>\n`);
 }
 
+/** Escapes text for XML with its five predefined entities. */
 function escapeXml(text: string): string {
-  return text.replace(/[<>&"']/g, (char) => `&#${char.charCodeAt(0)};`);
+  return text.replace(/[<>&"']/g, (char) => XML_ENTITIES[char]!);
 }
+
+const XML_ENTITIES: Record<string, string> = { "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" };
