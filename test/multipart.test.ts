@@ -183,6 +183,13 @@ describe.each(backends)("multipart on $name", (backend) => {
     const smallDeclaredPart = await failure(() => uploadPart(client, declared.uploadId, 1, random(MiB), { size: BigInt(MiB) }));
     expect(smallDeclaredPart.code).toBe(Code.InvalidArgument);
     expect(smallDeclaredPart.rawMessage).toContain(String(5 * MiB));
+    // With a declared object size, each part has a fixed size: 5, 5 and 2 MiB here.
+    const largePart = await failure(() => uploadPart(client, declared.uploadId, 1, random(6 * MiB)));
+    expect(largePart.code).toBe(Code.InvalidArgument);
+    expect(largePart.rawMessage).toContain(`exceeds its maximum of ${5 * MiB} bytes`);
+    const shortLastPart = await failure(() => uploadPart(client, declared.uploadId, 3, random(MiB)));
+    expect(shortLastPart.code).toBe(Code.InvalidArgument);
+    expect(shortLastPart.rawMessage).toContain(`needs ${2 * MiB} bytes`);
     expect((await client.listParts({ uploadId: declared.uploadId })).parts).toEqual([]);
     expect(await partBlobNames(engram, BUCKET)).toEqual([]);
 

@@ -107,7 +107,8 @@ export class MultipartService {
     const ref = partBlobRef(session, String(head.partNumber));
     const writer = await this.blobs.createWriter(ref, { size: head.size, signal, generation: session.generation, contentType: "application/octet-stream" });
     try {
-      const hasher = await this.receivePart(head, abortable(chunks, signal, "part upload"), (data) => writer.write(data));
+      const maxSize = head.size ?? this.expectedPartSize(session, head.partNumber) ?? MAX_PART_BYTES;
+      const hasher = await this.receivePart(head, maxSize, abortable(chunks, signal, "part upload"), (data) => writer.write(data));
       const { sha256, crc32c } = hasher.digest();
       verifyPartChecksums(head, sha256, crc32c);
       this.checkPartSizeKnown(session, head.partNumber, hasher.size);
@@ -297,23 +298,31 @@ export class MultipartService {
   }
 
   /**
-   * Rejects a part under 5 MiB that cannot be the last one. Only a declared
-   * total size fixes the last part number, so without one this waits for Complete.
+   * Returns the size a part must have when the upload declared its total
+   * size: part_size for every part but the last, and the rest for the
+   * last. Without a declared size, parts may differ, and only Complete can
+   * check the 5 MiB minimum.
    */
+  expectedPartSize(session: UploadSessionRecord, partNumber: number): number | undefined {
+    if (session.spec.size === undefined) return undefined;
+    const partCount = this.partCountOf(session);
+    return partNumber < partCount ? session.partSize : session.spec.size - (partCount - 1) * session.partSize;
+  }
+
+  /** Rejects a part whose size does not fit the declared total size, or one under 5 MiB that cannot be the last. */
   checkPartSizeKnown(session: UploadSessionRecord, partNumber: number, size: number): void {
-    if (session.spec.size === undefined) return;
-    const isLast = partNumber === this.partCountOf(session);
-    if (!isLast && size < MIN_PART_BYTES) {
-      throw invalidArgument(
-        `part ${partNumber} has ${size} bytes: every part but the last must have at least ${MIN_PART_BYTES} bytes (5 MiB); the last part is ${this.partCountOf(session)}`,
-      );
-    }
+    const expected = this.expectedPartSize(session, partNumber);
+    if (expected === undefined || size === expected) return;
+    const partCount = this.partCountOf(session);
+    throw invalidArgument(
+      `part ${partNumber} has ${size} bytes, but the declared object size of ${session.spec.size} bytes in parts of ${session.partSize} bytes ` +
+        `needs ${expected} bytes for it: send parts 1 to ${partCount - 1} with part_size bytes each and part ${partCount} with the rest`,
+    );
   }
 
   /** Reads a part stream, checking offsets, chunk sizes, chunk checksums and the part's size limit. */
-  private async receivePart(head: PartHead, chunks: AsyncIterable<UploadChunk>, write: (data: Uint8Array) => Promise<void>): Promise<ObjectHasher> {
+  private async receivePart(head: PartHead, maxSize: number, chunks: AsyncIterable<UploadChunk>, write: (data: Uint8Array) => Promise<void>): Promise<ObjectHasher> {
     const hasher = new ObjectHasher();
-    const maxSize = head.size ?? MAX_PART_BYTES;
     let finished = false;
 
     for await (const chunk of chunks) {
@@ -331,7 +340,7 @@ export class MultipartService {
       }
       if (hasher.size + chunk.data.byteLength > maxSize) {
         throw head.size === undefined
-          ? invalidArgument(`part exceeds the maximum part size of ${MAX_PART_BYTES} bytes`)
+          ? invalidArgument(`part ${head.partNumber} exceeds its maximum of ${maxSize} bytes: send part_size bytes per part, the rest in the last one, and at most ${MAX_PART_BYTES} bytes without a declared object size`)
           : new StorageError("out_of_range", `part exceeds its declared size of ${head.size} bytes: declare the real size`);
       }
 

@@ -115,9 +115,10 @@ export class PartChunkService {
 
   /** Rejects a chunk that takes the part past its size limit, or a finished part of the wrong size. */
   private checkPartEnd(session: UploadSessionRecord, request: PartChunkRequest, end: number): void {
-    if (end > (request.size ?? MAX_PART_BYTES)) {
+    const maxSize = request.size ?? this.multipart.expectedPartSize(session, request.partNumber) ?? MAX_PART_BYTES;
+    if (end > maxSize) {
       throw request.size === undefined
-        ? invalidArgument(`part exceeds the maximum part size of ${MAX_PART_BYTES} bytes`)
+        ? invalidArgument(`part ${request.partNumber} exceeds its maximum of ${maxSize} bytes: send part_size bytes per part, the rest in the last one, and at most ${MAX_PART_BYTES} bytes without a declared object size`)
         : new StorageError("out_of_range", `part exceeds its declared size of ${request.size} bytes: declare the real size`);
     }
     if (!request.finishWrite) return;
