@@ -221,15 +221,18 @@ function buildConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVar
 }
 
 function readS3Config(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVariable, string>>): S3Config {
-  const endpoint = text(env, "ENGRAM_S3_ENDPOINT", "http://127.0.0.1:9000");
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    throw new ConfigError(`ENGRAM_S3_ENDPOINT=${JSON.stringify(endpoint)} is not a URL: use a form such as http://minio:9000`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new ConfigError(`ENGRAM_S3_ENDPOINT=${JSON.stringify(endpoint)} must start with http:// or https://`);
+  // No default: 127.0.0.1:9000, MinIO's usual address, is Engram's own API port.
+  const endpoint = text(env, "ENGRAM_S3_ENDPOINT", "");
+  if (endpoint !== "") {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw new ConfigError(`ENGRAM_S3_ENDPOINT=${JSON.stringify(endpoint)} is not a URL: use a form such as http://minio:9000`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new ConfigError(`ENGRAM_S3_ENDPOINT=${JSON.stringify(endpoint)} must start with http:// or https://`);
+    }
   }
   return {
     endpoint,

@@ -258,8 +258,8 @@ describe.each(backends)("presigned URLs by hand on $name", (backend) => {
     }
 
     const metrics = await (await fetch(`${engram.metricsUrl}/metrics`)).text();
-    expect(metrics).toContain('engram_presigned_urls_generated{operation="GET"} 1');
-    expect(metrics).toContain('engram_presigned_urls_generated{operation="PUT"} 1');
+    expect(metrics).toContain('engram_presigned_urls_total{operation="GET"} 1');
+    expect(metrics).toContain('engram_presigned_urls_total{operation="PUT"} 1');
   });
 
   it.skipIf(!backend.available)("tampered and expired URLs are 403", async () => {

@@ -84,18 +84,26 @@ export function createDataPlane(deps: DataPlaneDeps): (req: Request, res: Respon
 
     const started = performance.now();
     const facts: RequestFacts = { operation: `http.${req.method ?? "GET"}`, peer: `${req.socket?.remoteAddress}:${req.socket?.remotePort}`, checks: [] };
-    const entry = () => ({ http: req.method, operation: facts.operation, bucket: facts.bucket, durationMs: Math.round(performance.now() - started) });
+    // The same fields as the call log of RPCs, so one query finds both.
+    const entry = () => ({
+      rpc: facts.operation,
+      protocol: `http/${req.httpVersion}`,
+      http: req.method,
+      peer: facts.peer,
+      bucket: facts.bucket,
+      durationMs: Math.round(performance.now() - started),
+    });
     serve(deps, req, res, url, facts).then(
       (bytes) => {
         countSuccess(deps.metrics, facts, bytes, res.statusCode);
-        deps.log.info({ ...entry(), status: res.statusCode, bytes }, "http request finished");
+        deps.log.info({ ...entry(), code: "OK", status: res.statusCode, bytes }, "http request finished");
         void deps.access.audit(facts.principal, facts.checks, facts.operation, "OK");
       },
       (err: unknown) => {
         const error = err instanceof StorageError ? err : new StorageError("internal", "internal error: see the server log", { cause: err });
         deps.metrics.failedOperationsTotal.inc({ operation: facts.operation, code: Code[codeOfKind[error.kind]] });
         const level = error.kind === "internal" || error.kind === "data_loss" ? "error" : "info";
-        deps.log[level]({ ...entry(), status: STATUS_OF_KIND[error.kind], reason: error.message, err: level === "error" ? (error.cause ?? error) : undefined }, "http request failed");
+        deps.log[level]({ ...entry(), code: Code[codeOfKind[error.kind]], status: httpStatusOf(error), reason: error.message, err: level === "error" ? (error.cause ?? error) : undefined }, "http request failed");
         sendError(res, error, url.pathname);
         void deps.access.audit(facts.principal, facts.checks, facts.operation, Code[codeOfKind[error.kind]]);
       },
@@ -432,6 +440,10 @@ class MethodNotAllowed extends StorageError {
   }
 }
 
+function httpStatusOf(error: StorageError): number {
+  return error instanceof MethodNotAllowed ? 405 : STATUS_OF_KIND[error.kind];
+}
+
 /** Sends an S3-style XML error body: Code, Message and Resource. */
 function sendError(res: Response, error: StorageError, resource: string): void {
   if (res.headersSent) {
@@ -442,7 +454,7 @@ function sendError(res: Response, error: StorageError, resource: string): void {
   const notAllowed = error instanceof MethodNotAllowed;
   if (notAllowed) res.setHeader("Allow", error.allow);
   res.setHeader("Content-Type", "application/xml");
-  res.writeHead(notAllowed ? 405 : STATUS_OF_KIND[error.kind]);
+  res.writeHead(httpStatusOf(error));
   const code = notAllowed ? "MethodNotAllowed" : S3_CODE_OF_KIND[error.kind];
   res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${escapeXml(message)}</Message><Resource>${escapeXml(resource)}</Resource></Error>\n`);
 }

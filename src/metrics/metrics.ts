@@ -32,7 +32,7 @@ export function createMetrics(poolStats?: () => PoolStats | undefined): Metrics 
     uploadsBytesTotal: new Counter({ name: "engram_uploads_bytes_total", help: "Content bytes of the objects counted in engram_uploads_total.", labelNames: ["bucket"], registers: [registry] }),
     downloadsTotal: new Counter({ name: "engram_downloads_total", help: "Downloads that sent their whole range.", labelNames: ["bucket"], registers: [registry] }),
     downloadsBytesTotal: new Counter({ name: "engram_downloads_bytes_total", help: "Content bytes sent by Download, including cut-off downloads.", labelNames: ["bucket"], registers: [registry] }),
-    presignedUrlsGenerated: new Counter({ name: "engram_presigned_urls_generated", help: "Presigned URLs issued.", labelNames: ["operation"], registers: [registry] }),
+    presignedUrlsGenerated: new Counter({ name: "engram_presigned_urls_total", help: "Presigned URLs issued.", labelNames: ["operation"], registers: [registry] }),
     storageOperationDuration: new Histogram({
       name: "engram_storage_operations_duration_seconds",
       help: "Duration of blob and metadata store operations.",
