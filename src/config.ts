@@ -27,6 +27,12 @@ export interface Config {
    * into the URLs it signs; empty means the URL it listens on.
    */
   readonly publicUrl: string;
+  /**
+   * Who serves presigned URLs: "engram", the data plane, which checks the
+   * creator's grants at every use; or "store", the S3 store itself, which
+   * takes the bytes off Engram but cannot see a revoked key.
+   */
+  readonly presignUrls: "engram" | "store";
   /** Keys for signing data plane URLs, the first one active; empty means one generated into the data directory. */
   readonly signingKeys: readonly { readonly id: string; readonly secret: string }[];
   readonly logLevel: string;
@@ -190,6 +196,7 @@ function buildConfig(env: NodeJS.ProcessEnv, fromVault: Partial<Record<SecretVar
     buckets: bucketList(env, "ENGRAM_BUCKETS"),
     corsOrigins: list(env, "ENGRAM_CORS_ORIGINS"),
     publicUrl: urlSetting(env, "ENGRAM_PUBLIC_URL", ""),
+    presignUrls: oneOf(env, "ENGRAM_PRESIGN_URLS", "engram", ["engram", "store"]) as "engram" | "store",
     signingKeys: signingKeys(env, fromVault),
     logLevel: oneOf(env, "ENGRAM_LOG_LEVEL", "info", ["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
     logFormat: logFormat(env),

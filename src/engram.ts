@@ -162,7 +162,7 @@ async function startServices(
   let publicUrl = config.publicUrl;
   const multipart = new MultipartService(timedMetadata, timedBlobs, limits, config.uploadExpiryMs);
   const partChunks = new PartChunkService(timedMetadata, timedBlobs, limits, multipart, config.uploadExpiryMs);
-  const presign = new PresignService(timedMetadata, timedBlobs, signer, signingKeys[0]!, () => publicUrl, multipart);
+  const presign = new PresignService(timedMetadata, timedBlobs, signer, signingKeys[0]!, () => publicUrl, multipart, config.presignUrls === "store");
   const resumable = new ResumableService(timedMetadata, timedBlobs, limits, multipart, config.uploadExpiryMs);
   const uploadSweeper = new UploadSweeper(timedMetadata, log);
   const buckets = new BucketService(timedMetadata, timedBlobs, log);

@@ -10,6 +10,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Client as MinioClient } from "minio";
 import { afterAll, describe, expect, inject, it } from "vitest";
 
+import { AdminService } from "../gen/engram/v1/admin_service_pb.js";
 import { PresignOperation, PresignService } from "../gen/engram/v1/presign_service_pb.js";
 import { S3BlobStore } from "../src/blob/s3/s3-blob-store.js";
 import { UrlSigner } from "../src/presign/url-signer.js";
@@ -80,6 +81,15 @@ describe("UrlSigner", () => {
   });
 });
 
+/**
+ * Settings that make the S3 store serve presigned URLs itself, so that
+ * these suites test signing for the store; the default data plane URLs
+ * are the embedded suites' subject.
+ */
+function storeUrlsOn(s3: boolean): Record<string, string> {
+  return s3 ? { ENGRAM_PRESIGN_URLS: "store" } : {};
+}
+
 describe.each(backends)("presigned URLs on $name", (backend) => {
   const s3 = backend.name !== "embedded";
 
@@ -89,7 +99,7 @@ describe.each(backends)("presigned URLs on $name", (backend) => {
       // Clients reach the store by another name than Engram does.
       env.ENGRAM_S3_PUBLIC_ENDPOINT = inject("minio")!.endpoint.replace("127.0.0.1", "localhost");
     }
-    const engram = await backend.start(env);
+    const engram = await backend.start({ ...env, ...storeUrlsOn(s3) });
     started.push(engram);
     const content = random(300_000);
     await upload(storageClient("grpc", engram.url), BUCKET, "presign/a b?c.bin", content, { contentType: "application/x-weights" });
@@ -121,7 +131,7 @@ describe.each(backends)("presigned URLs on $name", (backend) => {
   });
 
   it.skipIf(!backend.available)("part URLs upload a multipart object", async () => {
-    const engram = await backend.start();
+    const engram = await backend.start(storeUrlsOn(s3));
     started.push(engram);
     const client = storageClient("grpc", engram.url);
     const parts = [random(5 * 1024 * 1024), random(123_457)];
@@ -148,7 +158,7 @@ describe.each(backends)("presigned URLs on $name", (backend) => {
   });
 
   it.skipIf(!backend.available)("expiry outside 60 s to 7 days is rejected", async () => {
-    const engram = await backend.start();
+    const engram = await backend.start(storeUrlsOn(s3));
     started.push(engram);
     await upload(storageClient("grpc", engram.url), BUCKET, "presign/x", random(10));
     for (const seconds of [59n, 604_801n]) {
@@ -161,7 +171,7 @@ describe.each(backends)("presigned URLs on $name", (backend) => {
   });
 
   it.skipIf(!backend.available)("PUT stores the object at the commit point", async () => {
-    const engram = await backend.start();
+    const engram = await backend.start(storeUrlsOn(s3));
     started.push(engram);
     const client = storageClient("grpc", engram.url);
     const content = random(200_000);
@@ -194,7 +204,7 @@ describe.each(backends)("presigned URLs on $name", (backend) => {
   });
 
   it.skipIf(!backend.available)("PUT of other content is not committed", async () => {
-    const engram = await backend.start();
+    const engram = await backend.start(storeUrlsOn(s3));
     started.push(engram);
     const expected = random(1000);
     const presigned = await presignClient(engram).generatePresignedUrl({
@@ -220,7 +230,7 @@ describe.each(backends)("presigned URLs by hand on $name", (backend) => {
   const s3 = backend.name !== "embedded";
 
   it.skipIf(!backend.available)("curl, ranges and ETag work for awkward keys", async () => {
-    const engram = await backend.start();
+    const engram = await backend.start(storeUrlsOn(s3));
     started.push(engram);
     const dir = await mkdtemp(join(tmpdir(), "engram-presign-"));
     dirs.push(dir);
@@ -263,7 +273,7 @@ describe.each(backends)("presigned URLs by hand on $name", (backend) => {
   });
 
   it.skipIf(!backend.available)("tampered and expired URLs are 403", async () => {
-    const engram = await backend.start();
+    const engram = await backend.start(storeUrlsOn(s3));
     started.push(engram);
     await upload(storageClient("grpc", engram.url), BUCKET, "tamper/a", random(100));
     const get = await presignClient(engram).generatePresignedUrl({ bucket: BUCKET, key: "tamper/a", operation: PresignOperation.GET });
@@ -378,6 +388,33 @@ describe("embedded data plane", () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     const err = await failure(() => storageClient("grpc", engram.url).getObject({ bucket: BUCKET, key: "cut/off" }));
     expect(err?.code).toBe(Code.NotFound);
+  });
+});
+
+describe.each(backends.filter((backend) => backend.name !== "embedded"))("data plane URLs on $name", (backend) => {
+  it.skipIf(!backend.available)("revoked creator ends URLs at once", async () => {
+    const engram = await backend.start();
+    started.push(engram);
+    const content = random(200_000);
+    await upload(storageClient("grpc", engram.url), BUCKET, "revocable/a", content);
+    const adminTransport = createGrpcTransport({ baseUrl: engram.url, interceptors: [bearer(TEST_ADMIN_TOKEN)] });
+    const admin = createClient(AdminService, adminTransport);
+    const { accessKey, token } = await admin.createAccessKey({ principal: "url-maker", grants: [{ bucket: BUCKET, actions: ["read", "write", "presign"] }] });
+    const maker = createClient(PresignService, createGrpcTransport({ baseUrl: engram.url, interceptors: [bearer(token)] }));
+
+    const get = await maker.generatePresignedUrl({ bucket: BUCKET, key: "revocable/a", operation: PresignOperation.GET });
+    const put = await maker.generatePresignedUrl({ bucket: BUCKET, key: "revocable/b", operation: PresignOperation.PUT });
+    expect(get.url.startsWith(`${engram.url}/v1/buckets/`)).toBe(true);
+    expect(put.finalizeToken).toBe("");
+    const fetched = await fetch(get.url);
+    expect(fetched.status).toBe(200);
+    expect(sha256Hex(Buffer.from(await fetched.arrayBuffer()))).toBe(sha256Hex(content));
+    expect((await fetch(put.url, { method: "PUT", body: random(10), headers: put.requiredHeaders })).status).toBe(200);
+
+    // The URL itself is valid; its creator no longer holds the grant.
+    await admin.revokeAccessKey({ keyId: accessKey!.keyId });
+    expect((await fetch(get.url)).status).toBe(403);
+    expect((await fetch(put.url, { method: "PUT", body: random(10), headers: put.requiredHeaders })).status).toBe(403);
   });
 });
 

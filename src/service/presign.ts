@@ -61,12 +61,13 @@ interface PendingUpload {
 }
 
 /**
- * Issues presigned URLs. Where the blob store serves clients itself (S3),
- * URLs point at the store. A presigned PUT there writes the content to a
- * fresh physical key, and the object becomes visible only when
- * FinalizePresignedUpload has checked it and committed the metadata. The
- * filesystem store has no endpoint of its own, so its URLs point at
- * Engram's HTTP data plane, which commits the upload as it arrives.
+ * Issues presigned URLs. By default they point at Engram's HTTP data
+ * plane, which checks the creator's grants at every use and commits an
+ * upload as it arrives. When `storeServesUrls` is set and the blob store
+ * serves clients itself (S3), URLs point at the store instead. A presigned
+ * PUT there writes the content to a fresh physical key, and the object
+ * becomes visible only when FinalizePresignedUpload has checked it and
+ * committed the metadata.
  */
 export class PresignService {
   constructor(
@@ -77,6 +78,8 @@ export class PresignService {
     /** Base URL of the data plane, such as http://127.0.0.1:9000. */
     private readonly publicUrl: () => string,
     private readonly multipart: MultipartService,
+    /** Sign GET and PUT URLs for the S3 store rather than for the data plane. */
+    private readonly storeServesUrls = false,
   ) {}
 
   async presign(request: PresignRequest): Promise<PresignedUrl> {
@@ -164,7 +167,7 @@ export class PresignService {
     const contentDisposition = request.downloadFileName === "" ? undefined : contentDispositionOf(request.downloadFileName);
     const contentType = request.responseContentType === "" ? undefined : request.responseContentType;
 
-    if (this.blobs.presignGet) {
+    if (this.storeServesUrls && this.blobs.presignGet) {
       // NOTE: the S3 store serves this URL itself, so it works until it
       // expires even if its creator's key is revoked. Only data plane URLs
       // are checked against the creator at each use.
@@ -183,7 +186,7 @@ export class PresignService {
       throw invalidArgument(`size ${request.size} is invalid: give 0 or more bytes`);
     }
 
-    if (this.blobs.presignPut) {
+    if (this.storeServesUrls && this.blobs.presignPut) {
       const ref: BlobRef = { bucket: request.bucket, key: request.key, versionId: randomUUID() };
       const generation = await this.metadata.reserveGeneration();
       const url = await this.blobs.presignPut(ref, seconds);
