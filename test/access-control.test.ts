@@ -343,6 +343,7 @@ describe("access table", () => {
   it("malformed authorization is 401 and UNAUTHENTICATED", async () => {
     const response = await fetch(`${engram.url}/v1/buckets/mnemos-models/objects/m/a`, { headers: { authorization: `Basic ${TEST_ADMIN_TOKEN}` } });
     expect(response.status).toBe(401);
+    expect(response.headers.get("www-authenticate")).toBe('Bearer realm="engram"');
     expect(await response.text()).not.toContain(TEST_ADMIN_TOKEN);
 
     const grpc = await fetch(`${engram.url}/engram.v1.StorageService/ListBuckets`, {
@@ -362,6 +363,7 @@ describe("access table", () => {
       { principal: "p", grants: [{ bucket: "mnemos-logs", actions: ["fly"] }], message: "\"fly\"" },
       { principal: "p", grants: [{ bucket: "", actions: ["read"] }], message: "bucket is missing" },
       { principal: "p", grants: [{ bucket: "mnemos-logs", actions: [] }], message: "actions is empty" },
+      { principal: "p", grants: [{ bucket: "team-c", prefix: "sub/", actions: ["admin"] }], message: "admin acts on whole buckets" },
     ];
     for (const { message, ...request } of cases) {
       const error = await admin.createAccessKey(request).then(

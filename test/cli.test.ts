@@ -229,8 +229,10 @@ describe("engram command", () => {
     const revoked = await asJob(["ls", "mnemos-artifacts/jobs/7/"]);
     expect(revoked.code).toBe(1);
     expect(revoked.stderr).toContain("UNAUTHENTICATED");
+    expect(revoked.stderr).toContain("The token comes from ENGRAM_TOKEN");
 
-    const audit = await engramInProcess(["admin", "audit", "--principal", `key:${keyId}`]);
+    // A bare key id, as `keys list` prints it, filters like key:ID.
+    const audit = await engramInProcess(["admin", "audit", "--principal", keyId]);
     expect(audit.stdout).toContain("PermissionDenied");
     expect(audit.stdout).toContain("mnemos-artifacts/jobs/7/out.bin");
   });

@@ -82,6 +82,9 @@ function parseGrant(raw: unknown, where: string): Grant {
       throw invalidArgument(`${where}.actions has ${JSON.stringify(action)}, which is not an action: use ${ACTIONS.join(", ")}`);
     }
   }
+  if (prefix !== "" && actions.includes("admin")) {
+    throw invalidArgument(`${where} grants admin under prefix ${JSON.stringify(prefix)}, but admin acts on whole buckets: give it in a grant without a prefix`);
+  }
   return { bucket, prefix, actions: [...new Set(actions as Action[])] };
 }
 

@@ -47,7 +47,9 @@ export async function revokeKey(server: Server, keyId: string, print: Print): Pr
 
 /** Prints the newest audit events, one line each. */
 export async function audit(server: Server, principal: string, bucket: string, print: Print): Promise<void> {
-  const { events } = await createEngramClient(AdminService, server).listAuditEvents({ principal, bucket });
+  // A bare key id, as `keys list` prints it, means that stored key.
+  const principalId = principal === "" || principal.includes(":") ? principal : `key:${principal}`;
+  const { events } = await createEngramClient(AdminService, server).listAuditEvents({ principal: principalId, bucket });
   for (const event of events) {
     print(`${isoOf(event.time)}  ${event.result}  ${event.principal}  ${event.action}  ${event.bucket}/${event.key}  ${event.operation}`);
   }

@@ -89,7 +89,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       return 2;
     }
     if (err instanceof ConnectError) {
-      const hint = err.code === Code.Unavailable ? "\nCheck that the server runs and that --url or ENGRAM_URL names it." : "";
+      const hint = HINTS[err.code] === undefined ? "" : `\n${HINTS[err.code]}`;
       io.stderr.write(`engram: ${err.rawMessage} (${grpcCodeName(err.code)})${hint}\n`);
       return 1;
     }
@@ -97,6 +97,13 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     return 1;
   }
 }
+
+/** Advice printed under an error with these codes, for what the CLI user controls. */
+const HINTS: Partial<Record<Code, string>> = {
+  [Code.Unavailable]: "Check that the server runs and that --url or ENGRAM_URL names it.",
+  [Code.Unauthenticated]:
+    "The token comes from ENGRAM_TOKEN, else the file ENGRAM_TOKEN_FILE names, else ~/.config/engram/token, else $ENGRAM_DATA_DIR/admin-token (default ./data/admin-token).",
+};
 
 /** Returns the name the gRPC specification gives a status code, such as NOT_FOUND. */
 function grpcCodeName(code: Code): string {

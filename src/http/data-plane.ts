@@ -453,6 +453,7 @@ function sendError(res: Response, error: StorageError, resource: string): void {
   const message = error.kind === "internal" ? "internal error: see the server log" : error.message;
   const notAllowed = error instanceof MethodNotAllowed;
   if (notAllowed) res.setHeader("Allow", error.allow);
+  if (error.kind === "unauthenticated") res.setHeader("WWW-Authenticate", 'Bearer realm="engram"');
   res.setHeader("Content-Type", "application/xml");
   res.writeHead(httpStatusOf(error));
   const code = notAllowed ? "MethodNotAllowed" : S3_CODE_OF_KIND[error.kind];
