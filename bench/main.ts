@@ -2,12 +2,12 @@
  * npm run bench [-- OPTIONS]: runs the benchmark scenarios against the
  * built Engram and writes the results as Markdown. See USAGE.
  */
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 
-import { cleanupAll } from "./lib/cleanup.js";
+import { cleanupAll, runBenchmark } from "./lib/cleanup.js";
 import { describeEnvironment } from "./lib/environment.js";
 import { REPO_ROOT } from "./lib/paths.js";
 import { writeBetweenMarkers } from "./lib/results-file.js";
@@ -264,22 +264,4 @@ async function randomFile(path: string, seed: string, size: number): Promise<Dat
   return { path, size, sha256: await writeRandomFile(path, seed, size) };
 }
 
-/** Writes the results between the markers of an existing page, or a new page with the results alone. */
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    log(`${signal}: stopping the servers the benchmark started`);
-    void cleanupAll().then(() => process.exit(130));
-  });
-}
-
-main().then(
-  async (code) => {
-    await cleanupAll();
-    process.exit(code);
-  },
-  async (err: unknown) => {
-    console.error(`benchmark failed: ${(err as Error).stack ?? String(err)}`);
-    await cleanupAll();
-    process.exit(1);
-  },
-);
+runBenchmark("benchmark", main, log);

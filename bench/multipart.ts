@@ -6,7 +6,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 
-import { cleanupAll } from "./lib/cleanup.js";
+import { runBenchmark } from "./lib/cleanup.js";
 import { describeEnvironment } from "./lib/environment.js";
 import { REPO_ROOT } from "./lib/paths.js";
 import { writeBetweenMarkers } from "./lib/results-file.js";
@@ -132,21 +132,4 @@ function positive(raw: string | undefined, name: string, fallback: number): numb
   return value;
 }
 
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    log(`${signal}: stopping the servers the benchmark started`);
-    void cleanupAll().then(() => process.exit(130));
-  });
-}
-
-main().then(
-  async (code) => {
-    await cleanupAll();
-    process.exit(code);
-  },
-  async (err: unknown) => {
-    console.error(`multipart benchmark failed: ${(err as Error).stack ?? String(err)}`);
-    await cleanupAll();
-    process.exit(1);
-  },
-);
+runBenchmark("multipart benchmark", main, log);

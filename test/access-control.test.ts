@@ -23,7 +23,7 @@ import { accessInterceptor } from "../src/api/access-interceptor.js";
 import { ACCESS_RULES } from "../src/api/access-rules.js";
 import { sha256Of } from "../src/auth/tokens.js";
 import { PROTOCOLS, TEST_ADMIN_TOKEN, startTestEngram, transportFor, type Protocol, type TestEngram } from "./support/engram.js";
-import { random, upload, uploadMessages } from "./support/objects.js";
+import { random, upload } from "./support/objects.js";
 import { waitFor } from "./support/wait.js";
 
 const GEN_DIR = fileURLToPath(new URL("../gen", import.meta.url));

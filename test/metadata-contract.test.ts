@@ -15,6 +15,7 @@ import { openPGliteMetadataStore } from "../src/metadata/pglite/open-pglite.js";
 import { openPostgresMetadataStore } from "../src/metadata/postgres/open-postgres.js";
 import { StorageError } from "../src/service/errors.js";
 import { createTestDatabase, requirePostgres } from "./support/postgres.js";
+import { newObject } from "./support/records.js";
 
 /** A store on its own fresh database, and how to remove that database. */
 interface OpenedStore {
@@ -73,24 +74,6 @@ const UNICODE_KEYS = ["a", "a/b", "a0", "b", "Z", "é", "世界", "Ａ", "😀"]
 
 function compareUtf8(left: string, right: string): number {
   return Buffer.compare(Buffer.from(left, "utf8"), Buffer.from(right, "utf8"));
-}
-
-function newObject(bucket: string, key: string, generation: number, overrides: Partial<NewObject> = {}): NewObject {
-  return {
-    bucket,
-    key,
-    generation,
-    versionId: randomUUID(),
-    size: 10,
-    contentType: "application/octet-stream",
-    storageClass: "STANDARD",
-    metadata: {},
-    tags: {},
-    sha256: "0".repeat(64),
-    crc32c: 0,
-    etag: `"${generation}"`,
-    ...overrides,
-  };
 }
 
 /** Awaits a promise that must reject, and returns its StorageError. */

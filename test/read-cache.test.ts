@@ -1,32 +1,15 @@
-import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { MetadataStore, NewObject } from "../src/metadata/metadata-store.js";
+import type { MetadataStore } from "../src/metadata/metadata-store.js";
 import { openPGliteMetadataStore } from "../src/metadata/pglite/open-pglite.js";
 import { withReadCache } from "../src/metadata/read-cache.js";
+import { newObject } from "./support/records.js";
 
 const BUCKET = "cache-test";
-
-function newObject(key: string, generation: number): NewObject {
-  return {
-    bucket: BUCKET,
-    key,
-    generation,
-    versionId: randomUUID(),
-    size: generation,
-    contentType: "application/octet-stream",
-    storageClass: "STANDARD",
-    metadata: {},
-    tags: {},
-    sha256: "0".repeat(64),
-    crc32c: 0,
-    etag: `"${generation}"`,
-  };
-}
 
 describe("metadata read cache", () => {
   let dir: string;
@@ -65,7 +48,7 @@ describe("metadata read cache", () => {
 
   async function commit(key: string): Promise<number> {
     const generation = await cachedStore.reserveGeneration();
-    await cachedStore.commitObject(newObject(key, generation), undefined);
+    await cachedStore.commitObject(newObject(BUCKET, key, generation), undefined);
     return generation;
   }
 

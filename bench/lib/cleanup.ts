@@ -31,3 +31,28 @@ export async function cleanupAll(): Promise<void> {
     }
   }
 }
+
+/**
+ * Runs a benchmark entry point: exits with its code, 1 when it throws, or
+ * 130 on SIGINT or SIGTERM, always after stopping what it started.
+ */
+export function runBenchmark(name: string, main: () => Promise<number>, log: (line: string) => void): void {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      log(`${signal}: stopping the servers the benchmark started`);
+      void cleanupAll().then(() => process.exit(130));
+    });
+  }
+
+  main().then(
+    async (code) => {
+      await cleanupAll();
+      process.exit(code);
+    },
+    async (err: unknown) => {
+      console.error(`${name} failed: ${(err as Error).stack ?? String(err)}`);
+      await cleanupAll();
+      process.exit(1);
+    },
+  );
+}

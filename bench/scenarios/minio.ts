@@ -7,8 +7,8 @@
 import type { Client as MinioClient } from "minio";
 
 import { connectGrpcClient, type EngramClient } from "../lib/engram-clients.js";
-import { createBenchDatabase, type BenchDatabase } from "../lib/postgres.js";
-import { startEngramServer, startMinioServer, type EngramServer, type MinioServer } from "../lib/processes.js";
+import { startEngramOnMinio, type EngramOnMinio } from "../lib/engram-on-minio.js";
+import type { MinioServer } from "../lib/processes.js";
 import { minioClient, minioDownload, minioUpload } from "../lib/reference-clients.js";
 import { MiB } from "../lib/stats.js";
 import { engramPath, fileSource, measurePaths, type DataFile, type PathMeasurements, type TransferPath } from "./streaming.js";
@@ -36,31 +36,11 @@ const MINIO_PACKAGE_PART = "64 MiB";
 
 export async function runMinioStreaming(options: MinioStreamingOptions): Promise<MinioStreamingResult> {
   const { file, warmupFile, rounds, log } = options;
-  let minio: MinioServer | undefined;
-  let engram: EngramServer | undefined;
-  let database: BenchDatabase | undefined;
+  let started: EngramOnMinio | undefined;
   let client: EngramClient | undefined;
   try {
-    minio = await startMinioServer(options.minioBinary);
-    const created = await createBenchDatabase();
-    let metadata = "PostgreSQL";
-    const env: Record<string, string> = {
-      ENGRAM_BLOB_STORE: "s3",
-      ENGRAM_S3_ENDPOINT: minio.endpoint,
-      ENGRAM_S3_ACCESS_KEY: minio.accessKey,
-      ENGRAM_S3_SECRET_KEY: minio.secretKey,
-      ENGRAM_S3_REGION: "us-east-1",
-      ENGRAM_S3_BUCKET_PREFIX: "engram-",
-    };
-    if ("url" in created) {
-      database = created;
-      env.ENGRAM_METADATA_STORE = "postgres";
-      env.ENGRAM_POSTGRES_URL = created.url;
-    } else {
-      metadata = `PGlite (${created.unavailable})`;
-      log(`  metadata in PGlite: ${created.unavailable}`);
-    }
-    engram = await startEngramServer({ env, nodeArgs: options.engramNodeArgs ?? [] });
+    started = await startEngramOnMinio(options.minioBinary, log, options.engramNodeArgs);
+    const { minio, engram, metadata } = started;
     client = connectGrpcClient(engram.url);
 
     const direct = minioClient(minio.endpoint, minio.accessKey, minio.secretKey);
@@ -72,9 +52,7 @@ export async function runMinioStreaming(options: MinioStreamingOptions): Promise
     return { sizeBytes: file.size, rounds, metadata, paths: await measurePaths(paths, file, warmupFile, rounds, log) };
   } finally {
     client?.close();
-    await engram?.stop();
-    await database?.drop();
-    await minio?.stop();
+    await started?.stop();
   }
 }
 

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 
 import { ContentRangeSchema } from "../../gen/engram/v1/object_pb.js";
 import { StorageService, type DownloadResponse, type UploadRequest } from "../../gen/engram/v1/storage_service_pb.js";

@@ -2,6 +2,8 @@ import { createHash, type Hash } from "node:crypto";
 
 import { crc32c } from "@node-rs/crc32";
 
+import { invalidArgument } from "./errors.js";
+
 /** CRC32C of one buffer, as an unsigned 32-bit integer. */
 export function crc32cOf(data: Uint8Array): number {
   return crc32c(Buffer.from(data.buffer, data.byteOffset, data.byteLength)) >>> 0;
@@ -76,4 +78,22 @@ export function crc32cCombine(crcA: number, crcB: number, lengthB: number): numb
 /** ETag of an object: its quoted hex SHA-256, stable across backends. */
 export function etagOf(sha256: string): string {
   return `"${sha256}"`;
+}
+
+/**
+ * Checks one received data chunk against the chunk size limit and, when the
+ * client sent one, its CRC32C. Returns the verified CRC32C, so that an
+ * ObjectHasher can combine it instead of reading the bytes a second time.
+ * `retry` ends the corruption message with what the client should do.
+ */
+export function checkChunk(data: Uint8Array, crc: number | undefined, writeOffset: number, maxChunkBytes: number, retry: string): number | undefined {
+  if (data.byteLength > maxChunkBytes) {
+    throw invalidArgument(`data chunk of ${data.byteLength} bytes exceeds the maximum of ${maxChunkBytes} bytes: send smaller chunks`);
+  }
+  if (crc === undefined) return undefined;
+  const actual = crc32cOf(data);
+  if (actual !== crc) {
+    throw invalidArgument(`crc32c of the chunk at write_offset ${writeOffset} does not match its content: the data was corrupted in transit; ${retry}`);
+  }
+  return actual;
 }

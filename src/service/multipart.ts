@@ -27,7 +27,7 @@ import type { BlobHeaders, BlobRef, BlobStore } from "../blob/blob-store.js";
 import type { MetadataStore, ObjectRecord, PartRecord, UploadSessionRecord } from "../metadata/metadata-store.js";
 import { abortable } from "./abortable.js";
 import { requireBucket, requireWritableBucket } from "./buckets.js";
-import { ObjectHasher, crc32cOf } from "./checksum.js";
+import { ObjectHasher, checkChunk } from "./checksum.js";
 import { StorageError, invalidArgument, notFound } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { validateBucketName } from "./names.js";
@@ -332,19 +332,14 @@ export class MultipartService {
       if (chunk.writeOffset !== hasher.size) {
         throw invalidArgument(`write_offset is ${chunk.writeOffset} but ${hasher.size} bytes of the part were received so far: send chunks in order`);
       }
-      if (chunk.data.byteLength > this.limits.maxUploadChunkBytes) {
-        throw invalidArgument(`data chunk of ${chunk.data.byteLength} bytes exceeds the maximum of ${this.limits.maxUploadChunkBytes} bytes: send smaller chunks`);
-      }
-      if (chunk.crc32c !== undefined && crc32cOf(chunk.data) !== chunk.crc32c) {
-        throw invalidArgument(`crc32c of the chunk at write_offset ${chunk.writeOffset} does not match its content: the data was corrupted in transit; retry the part`);
-      }
+      const chunkCrc32c = checkChunk(chunk.data, chunk.crc32c, chunk.writeOffset, this.limits.maxUploadChunkBytes, "retry the part");
       if (hasher.size + chunk.data.byteLength > maxSize) {
         throw head.size === undefined
           ? invalidArgument(`part ${head.partNumber} exceeds its maximum of ${maxSize} bytes: send part_size bytes per part, the rest in the last one, and at most ${MAX_PART_BYTES} bytes without a declared object size`)
           : new StorageError("out_of_range", `part exceeds its declared size of ${head.size} bytes: declare the real size`);
       }
 
-      hasher.update(chunk.data);
+      hasher.update(chunk.data, chunkCrc32c);
       if (chunk.data.byteLength > 0) await write(chunk.data);
       finished = chunk.finishWrite;
     }

@@ -10,7 +10,7 @@
  */
 import type { BlobRef, BlobStore, BlobWriter } from "../blob/blob-store.js";
 import type { MetadataStore, PartChunkRecord, PartRecord, UploadSessionRecord } from "../metadata/metadata-store.js";
-import { ObjectHasher, crc32cOf } from "./checksum.js";
+import { ObjectHasher, checkChunk } from "./checksum.js";
 import { StorageError, invalidArgument } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { MAX_PART_BYTES, partBlobHeaders, partBlobRef, verifyPartChecksums, type MultipartService, type PartHead } from "./multipart.js";
@@ -105,12 +105,7 @@ export class PartChunkService {
     if (!Number.isSafeInteger(request.writeOffset) || request.writeOffset < 0) {
       throw invalidArgument(`write_offset ${request.writeOffset} is invalid: give the offset of the chunk in the part, 0 or more`);
     }
-    if (request.data.byteLength > this.limits.maxUploadChunkBytes) {
-      throw invalidArgument(`data chunk of ${request.data.byteLength} bytes exceeds the maximum of ${this.limits.maxUploadChunkBytes} bytes: send smaller chunks`);
-    }
-    if (request.crc32c !== undefined && crc32cOf(request.data) !== request.crc32c) {
-      throw invalidArgument(`crc32c of the chunk at write_offset ${request.writeOffset} does not match its content: the data was corrupted in transit; send it again`);
-    }
+    checkChunk(request.data, request.crc32c, request.writeOffset, this.limits.maxUploadChunkBytes, "send it again");
   }
 
   /** Rejects a chunk that takes the part past its size limit, or a finished part of the wrong size. */

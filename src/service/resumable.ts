@@ -9,7 +9,7 @@
 import type { BlobStore, BlobWriter } from "../blob/blob-store.js";
 import type { MetadataStore, ObjectRecord, PartRecord, UploadSessionRecord } from "../metadata/metadata-store.js";
 import { abortable } from "./abortable.js";
-import { ObjectHasher, crc32cOf } from "./checksum.js";
+import { ObjectHasher, checkChunk } from "./checksum.js";
 import { StorageError, invalidArgument, notFound } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { partBlobHeaders, partBlobRef, type MultipartService } from "./multipart.js";
@@ -115,12 +115,7 @@ export class ResumableService {
 
   /** Checks one chunk and returns the part of its data at or after `cursor`. */
   private acceptChunk(chunk: UploadChunk, cursor: number, maxSize: number, session: UploadSessionRecord): Uint8Array {
-    if (chunk.data.byteLength > this.limits.maxUploadChunkBytes) {
-      throw invalidArgument(`data chunk of ${chunk.data.byteLength} bytes exceeds the maximum of ${this.limits.maxUploadChunkBytes} bytes: send smaller chunks`);
-    }
-    if (chunk.crc32c !== undefined && crc32cOf(chunk.data) !== chunk.crc32c) {
-      throw invalidArgument(`crc32c of the chunk at write_offset ${chunk.writeOffset} does not match its content: the data was corrupted in transit; send it again`);
-    }
+    checkChunk(chunk.data, chunk.crc32c, chunk.writeOffset, this.limits.maxUploadChunkBytes, "send it again");
     if (chunk.writeOffset < 0 || chunk.writeOffset > cursor) {
       throw invalidArgument(`write_offset ${chunk.writeOffset} is invalid: the upload has ${cursor} bytes, so resume at write_offset ${cursor} or lower`);
     }

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import type { BlobRef, BlobStore, BlobWriter } from "../blob/blob-store.js";
 import type { MetadataStore, ObjectRecord, StorageClassName } from "../metadata/metadata-store.js";
 import { abortable } from "./abortable.js";
-import { ObjectHasher, crc32cOf } from "./checksum.js";
+import { ObjectHasher, checkChunk } from "./checksum.js";
 import { newObjectOf } from "./new-object.js";
 import { StorageError, invalidArgument } from "./errors.js";
 import type { Limits } from "./limits.js";
@@ -111,17 +111,7 @@ export class UploadService {
           `write_offset is ${chunk.writeOffset} but ${hasher.size} bytes were received so far: send chunks in order, each at the offset where the previous ended`,
         );
       }
-      if (chunk.data.byteLength > this.limits.maxUploadChunkBytes) {
-        throw invalidArgument(
-          `data chunk of ${chunk.data.byteLength} bytes exceeds the maximum of ${this.limits.maxUploadChunkBytes} bytes: send smaller chunks`,
-        );
-      }
-      const chunkCrc32c = chunk.crc32c === undefined ? undefined : crc32cOf(chunk.data);
-      if (chunkCrc32c !== chunk.crc32c) {
-        throw invalidArgument(
-          `crc32c of the chunk at write_offset ${chunk.writeOffset} does not match its content: the data was corrupted in transit; retry the upload`,
-        );
-      }
+      const chunkCrc32c = checkChunk(chunk.data, chunk.crc32c, chunk.writeOffset, this.limits.maxUploadChunkBytes, "retry the upload");
       if (hasher.size + chunk.data.byteLength > maxSize) {
         throw spec.size === undefined
           ? invalidArgument(`upload exceeds the maximum object size of ${this.limits.maxObjectBytes} bytes`)
