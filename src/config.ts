@@ -28,9 +28,10 @@ export interface Config {
    */
   readonly publicUrl: string;
   /**
-   * Who serves presigned URLs: "engram", the data plane, which checks the
-   * creator's grants at every use; or "store", the S3 store itself, which
-   * takes the bytes off Engram but cannot see a revoked key.
+   * Server of presigned URLs. With "engram" the data plane serves them and
+   * checks the creator's grants at every use. With "store" the S3 store
+   * serves them, which takes the bytes off Engram, but it cannot see a
+   * revoked key.
    */
   readonly presignUrls: "engram" | "store";
   /** Keys for signing data plane URLs, the first one active; empty means one generated into the data directory. */

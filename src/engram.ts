@@ -199,7 +199,7 @@ async function startServices(
     routes,
     // The limit applies to the request body before decoding. Connect JSON
     // carries bytes in base64, 4/3 as long, so a full chunk from a browser
-    // needs the extra room; every service still checks the chunk size.
+    // needs the extra room. Every service still checks the chunk size.
     readMaxBytes: Math.ceil((limits.maxMessageBytes * 4) / 3),
     writeMaxBytes: limits.maxMessageBytes,
     // Object content is mostly incompressible model weights: gzip would

@@ -163,8 +163,8 @@ describe("engram command", () => {
   });
 
   it("versioned bucket commands", async () => {
-    const made = await engramInProcess(["mb", "cli-versions", "--versioning"]);
-    expect(made.stdout).toBe("created bucket cli-versions with versioning enabled\n");
+    const created = await engramInProcess(["mb", "cli-versions", "--versioning"]);
+    expect(created.stdout).toBe("created bucket cli-versions with versioning enabled\n");
     await writeFile(join(work, "v1.txt"), "first");
     await writeFile(join(work, "v2.txt"), "second!");
     await engramCli(["put", "v1.txt", "cli-versions/notes.txt"], work);

@@ -82,9 +82,9 @@ describe("UrlSigner", () => {
 });
 
 /**
- * Settings that make the S3 store serve presigned URLs itself, so that
- * these suites test signing for the store; the default data plane URLs
- * are the embedded suites' subject.
+ * Returns the settings that make the S3 store serve presigned URLs itself.
+ * These suites test signing for the store; the embedded suites test the
+ * default data plane URLs.
  */
 function storeUrlsOn(s3: boolean): Record<string, string> {
   return s3 ? { ENGRAM_PRESIGN_URLS: "store" } : {};
@@ -411,7 +411,7 @@ describe.each(backends.filter((backend) => backend.name !== "embedded"))("data p
     expect(sha256Hex(Buffer.from(await fetched.arrayBuffer()))).toBe(sha256Hex(content));
     expect((await fetch(put.url, { method: "PUT", body: random(10), headers: put.requiredHeaders })).status).toBe(200);
 
-    // The URL itself is valid; its creator no longer holds the grant.
+    // The URL itself is valid, but its creator no longer has the grant.
     await admin.revokeAccessKey({ keyId: accessKey!.keyId });
     expect((await fetch(get.url)).status).toBe(403);
     expect((await fetch(put.url, { method: "PUT", body: random(10), headers: put.requiredHeaders })).status).toBe(403);

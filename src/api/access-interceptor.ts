@@ -19,7 +19,7 @@ export interface ResourceLookups {
 /**
  * Enforces ACCESS_RULES on every call before its handler runs. It
  * authenticates the caller, resolves the call's resource from its request
- * (for client streams, from the first message, before the handler sees
+ * (for client streams, from the first message, before the handler reads
  * it), checks the grants, and records audited actions with the result.
  * Place it after the call-log interceptor, which maps its errors.
  */

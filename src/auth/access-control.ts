@@ -54,8 +54,8 @@ export class AccessControl {
     const bearer = bearerTokenOf(header);
     if ("reason" in bearer) {
       this.fail(bearer.reason, operation, peer);
-      const what = bearer.reason === "missing" ? "credentials are missing" : "the authorization header is not of the form \"Bearer TOKEN\"";
-      throw new StorageError("unauthenticated", `${what}: send the header authorization: Bearer TOKEN with an Engram access token`);
+      const problem = bearer.reason === "missing" ? "credentials are missing" : "the authorization header is not of the form \"Bearer TOKEN\"";
+      throw new StorageError("unauthenticated", `${problem}: send the header authorization: Bearer TOKEN with an Engram access token`);
     }
     const principal = await this.deps.authenticator.authenticate(bearer.token);
     if (principal === undefined) {

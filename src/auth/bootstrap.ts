@@ -17,7 +17,7 @@ export const ADMIN_TOKEN_FILE = "admin-token";
  * file's path when it created a key.
  *
  * NOTE: two replicas that start together on an empty PostgreSQL database
- * may both create a key; each writes its own data directory, and either
+ * may both create a key. Each writes its own data directory, and either
  * key can be revoked.
  */
 export async function createFirstAdminKey(store: AccessStore, dataDir: string, log: Logger, announce: (text: string) => void): Promise<string | undefined> {

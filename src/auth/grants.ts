@@ -28,7 +28,7 @@ export interface Principal {
   readonly grants: readonly Grant[];
 }
 
-/** What a call acts on: a bucket, and a key or a key prefix within it. */
+/** Target of a call: a bucket, and a key or a key prefix within it. */
 export interface Resource {
   readonly bucket: string;
   /** The object key; for listings, the listed prefix. Empty means the whole bucket. */

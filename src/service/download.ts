@@ -102,7 +102,7 @@ export class DownloadService {
 
 /**
  * Re-slices a byte stream into chunks of exactly `chunkBytes` (the last one
- * may be shorter). Large pieces are split without copying; small pieces,
+ * may be shorter). Large pieces are split without copying. Small pieces,
  * such as the socket reads of an S3 response, are copied together, because
  * every message sent costs encoding, framing and a write, whatever its size.
  */

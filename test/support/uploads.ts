@@ -17,7 +17,7 @@ export async function failure(call: () => Promise<unknown>): Promise<ConnectErro
   throw new Error("the call succeeded but was expected to fail");
 }
 
-/** The completion list of parts 1 to `count`. */
+/** Returns the completion list of parts 1 to `count`. */
 export function partsOf(count: number) {
   return Array.from({ length: count }, (_, i) => ({ partNumber: i + 1 }));
 }

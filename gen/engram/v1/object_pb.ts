@@ -508,7 +508,7 @@ export const StorageClassSchema: GenEnum<StorageClass> = /*@__PURE__*/
   enumDesc(file_engram_v1_object, 0);
 
 /**
- * What a bucket allows.
+ * Operations a bucket accepts.
  *
  * @generated from enum engram.v1.BucketStatus
  */

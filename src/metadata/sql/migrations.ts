@@ -165,7 +165,7 @@ const migrations: Record<string, Migration> = {
   "0006_access_control": {
     async up(db: Kysely<unknown>): Promise<void> {
       // Access keys created through AdminService. Only the SHA-256 of each
-      // token is kept; a revoked key keeps its row, so its id is never
+      // token is kept. A revoked key keeps its row, so its id is never
       // reused and the audit log can still name it.
       await sql`
         create table access_keys (
