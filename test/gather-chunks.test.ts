@@ -11,20 +11,30 @@ async function* piecesOf(sizes: readonly number[]): AsyncGenerator<Uint8Array> {
   }
 }
 
-async function gather(sizes: readonly number[], chunkBytes: number): Promise<Uint8Array[]> {
+/** Chunk sizes asked for in turn; the last one repeats. */
+function sizesInTurn(chunkBytes: number | readonly number[]): () => number {
+  const turns = typeof chunkBytes === "number" ? [chunkBytes] : chunkBytes;
+  let next = 0;
+  return () => turns[Math.min(next++, turns.length - 1)]!;
+}
+
+async function gather(sizes: readonly number[], chunkBytes: number | readonly number[]): Promise<Uint8Array[]> {
   const chunks: Uint8Array[] = [];
-  for await (const chunk of gatherChunks(piecesOf(sizes), chunkBytes)) chunks.push(chunk);
+  for await (const chunk of gatherChunks(piecesOf(sizes), sizesInTurn(chunkBytes))) chunks.push(chunk);
   return chunks;
 }
 
 describe("gatherChunks", () => {
-  const cases: { name: string; sizes: number[]; chunkBytes: number; expected: number[] }[] = [
+  const cases: { name: string; sizes: number[]; chunkBytes: number | number[]; expected: number[] }[] = [
     { name: "small pieces joined", sizes: [3, 3, 3, 3], chunkBytes: 5, expected: [5, 5, 2] },
     { name: "large piece split", sizes: [12], chunkBytes: 5, expected: [5, 5, 2] },
     { name: "exact pieces kept", sizes: [5, 5], chunkBytes: 5, expected: [5, 5] },
     { name: "remainder joined to next piece", sizes: [7, 8], chunkBytes: 5, expected: [5, 5, 5] },
     { name: "empty pieces ignored", sizes: [0, 4, 0, 1], chunkBytes: 5, expected: [5] },
     { name: "no pieces", sizes: [], chunkBytes: 5, expected: [] },
+    { name: "size shrinks inside a piece", sizes: [12], chunkBytes: [8, 2], expected: [8, 2, 2] },
+    { name: "size shrinks while joining", sizes: [3, 3, 3, 3], chunkBytes: [5, 2], expected: [5, 2, 2, 2, 1] },
+    { name: "size grows again", sizes: [4, 4, 4], chunkBytes: [2, 2, 8], expected: [2, 2, 8] },
   ];
 
   for (const { name, sizes, chunkBytes, expected } of cases) {
@@ -44,7 +54,7 @@ describe("gatherChunks", () => {
   it("large piece split without copying", async () => {
     const piece = new Uint8Array(10);
     const chunks: Uint8Array[] = [];
-    for await (const chunk of gatherChunks((async function* () { yield piece; })(), 5)) chunks.push(chunk);
+    for await (const chunk of gatherChunks((async function* () { yield piece; })(), () => 5)) chunks.push(chunk);
     expect(chunks[0]!.buffer).toBe(piece.buffer);
     expect(chunks[1]!.buffer).toBe(piece.buffer);
   });

@@ -60,6 +60,11 @@ export interface BlobReadRange {
   readonly start: number;
   /** Last byte, exclusive. */
   readonly end: number;
+  /**
+   * Size of each read from the store, where the adapter chooses it; the
+   * filesystem store also reads one such piece ahead.
+   */
+  readonly readBytes?: number;
 }
 
 /**

@@ -28,7 +28,13 @@ export interface OpenedDownload {
   readonly chunks: AsyncIterable<Uint8Array>;
 }
 
+/** Smallest chunk Download sends, however many downloads run at once. */
+export const MIN_DOWNLOAD_CHUNK_BYTES = 64 * 1024;
+
 export class DownloadService {
+  /** Downloads between the opening of their blob and their end. */
+  private streaming = 0;
+
   constructor(
     private readonly metadata: MetadataStore,
     private readonly blobs: BlobStore,
@@ -67,12 +73,17 @@ export class DownloadService {
   private async *stream(object: ObjectRecord, start: number, end: number, verify: boolean, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
     if (end <= start) return;
 
-    const source: Readable = await this.blobs.read(object, { start, end }, signal);
+    this.streaming += 1;
+    let counted = true;
+    let source: Readable | undefined;
     // A consumer that stops reading may never resume this generator (the
     // transport waits for a drain that a cancelled stream never sends), so
-    // the blob is released on the abort signal, not only in `finally`.
+    // the blob and the download's share of the budget are released on the
+    // abort signal, not only in `finally`.
     const release = (): void => {
-      source.destroy();
+      source?.destroy();
+      if (counted) this.streaming -= 1;
+      counted = false;
     };
     signal?.addEventListener("abort", release, { once: true });
     // A whole-object read is checked against the stored CRC32C, not the
@@ -81,14 +92,16 @@ export class DownloadService {
     let crc = verify ? 0 : undefined;
     let sent = 0;
     try {
-      for await (const chunk of gatherChunks(source as AsyncIterable<Buffer>, this.limits.downloadChunkBytes)) {
+      source = await this.blobs.read(object, { start, end, readBytes: this.chunkBytes() }, signal);
+      if (signal?.aborted) source.destroy();
+      for await (const chunk of gatherChunks(source as AsyncIterable<Buffer>, () => this.chunkBytes())) {
         if (crc !== undefined) crc = crc32cUpdate(chunk, crc);
         sent += chunk.length;
         yield chunk;
       }
     } finally {
       signal?.removeEventListener("abort", release);
-      source.destroy();
+      release();
     }
 
     if (sent !== end - start) {
@@ -98,31 +111,51 @@ export class DownloadService {
       throw new StorageError("data_loss", `stored blob of ${object.bucket}/${object.key} does not match its crc32c: restore it from a backup`);
     }
   }
+
+  /** Counts the downloads that have opened their blob and not ended. These share the download budget. */
+  get activeDownloads(): number {
+    return this.streaming;
+  }
+
+  /**
+   * Size of the next chunk: the full download chunk size while the open
+   * downloads fit the budget, and an equal share of the budget, in whole
+   * multiples of the minimum, when more run at once.
+   */
+  private chunkBytes(): number {
+    const share = Math.floor(this.limits.downloadBudgetBytes / Math.max(1, this.streaming));
+    const shareInSteps = share - (share % MIN_DOWNLOAD_CHUNK_BYTES);
+    return Math.min(this.limits.downloadChunkBytes, Math.max(MIN_DOWNLOAD_CHUNK_BYTES, shareInSteps));
+  }
 }
 
 /**
- * Re-slices a byte stream into chunks of exactly `chunkBytes` (the last one
- * may be shorter). Large pieces are split without copying. Small pieces,
- * such as the socket reads of an S3 response, are copied together, because
- * every message sent costs encoding, framing and a write, whatever its size.
+ * Re-slices a byte stream into chunks of exactly `chunkBytes()` bytes, requested
+ * anew for every chunk (the last one may be shorter). Large pieces are split
+ * without copying. Small pieces, such as the socket reads of an S3 response,
+ * are copied together, because every message sent costs encoding, framing
+ * and a write, whatever its size.
  */
-export async function* gatherChunks(pieces: AsyncIterable<Uint8Array>, chunkBytes: number): AsyncGenerator<Uint8Array> {
+export async function* gatherChunks(pieces: AsyncIterable<Uint8Array>, chunkBytes: () => number): AsyncGenerator<Uint8Array> {
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
+  let target = chunkBytes();
   for await (let piece of pieces) {
     if (pendingBytes > 0) {
-      const take = Math.min(chunkBytes - pendingBytes, piece.length);
+      const take = Math.min(target - pendingBytes, piece.length);
       pending.push(piece.subarray(0, take));
       pendingBytes += take;
       piece = piece.subarray(take);
-      if (pendingBytes < chunkBytes) continue;
+      if (pendingBytes < target) continue;
       yield Buffer.concat(pending, pendingBytes);
       pending = [];
       pendingBytes = 0;
+      target = chunkBytes();
     }
     let offset = 0;
-    for (; offset + chunkBytes <= piece.length; offset += chunkBytes) {
-      yield piece.subarray(offset, offset + chunkBytes);
+    for (; offset + target <= piece.length; target = chunkBytes()) {
+      yield piece.subarray(offset, offset + target);
+      offset += target;
     }
     if (offset < piece.length) {
       pending.push(piece.subarray(offset));

@@ -80,7 +80,7 @@ export class FsBlobStore implements BlobStore {
     const stream = createReadStream(dataPath, {
       start: range.start,
       end: range.end - 1,
-      highWaterMark: READ_BUFFER_BYTES,
+      highWaterMark: range.readBytes ?? READ_BUFFER_BYTES,
     });
     this.openReads += 1;
     stream.on("data", (chunk) => {
