@@ -4,7 +4,6 @@ import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import { ContentRangeSchema } from "../../gen/engram/v1/object_pb.js";
 import { StorageService, type DownloadResponse, type UploadRequest } from "../../gen/engram/v1/storage_service_pb.js";
 import type { CatalogService } from "../service/catalog.js";
-import { crc32cOf } from "../service/checksum.js";
 import type { DownloadService } from "../service/download.js";
 import { StorageError, invalidArgument } from "../service/errors.js";
 import type { Limits } from "../service/limits.js";
@@ -106,9 +105,9 @@ function createStorageHandler(deps: StorageHandlerDeps): ServiceImpl<typeof Stor
         objectChecksums: checksumsToProto(opened.object),
       } satisfies Partial<DownloadResponse>;
 
-      for await (const content of opened.chunks) {
-        facts.bytes += content.byteLength;
-        yield { data: { content, crc32c: crc32cOf(content) } };
+      for await (const chunk of opened.chunks) {
+        facts.bytes += chunk.content.byteLength;
+        yield { data: { content: chunk.content, crc32c: chunk.crc32c } };
       }
     },
 

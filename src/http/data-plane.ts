@@ -252,8 +252,8 @@ async function download(
   let sent = 0;
   const counted = (async function* () {
     for await (const chunk of opened.chunks) {
-      sent += chunk.byteLength;
-      yield chunk;
+      sent += chunk.content.byteLength;
+      yield chunk.content;
     }
   })();
   await pipeline(Readable.from(counted), res as NodeJS.WritableStream);

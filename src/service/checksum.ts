@@ -9,11 +9,6 @@ export function crc32cOf(data: Uint8Array): number {
   return crc32c(Buffer.from(data.buffer, data.byteOffset, data.byteLength)) >>> 0;
 }
 
-/** Extends a running CRC32C (0 to start) with one buffer. */
-export function crc32cUpdate(data: Uint8Array, crc: number): number {
-  return crc32c(Buffer.from(data.buffer, data.byteOffset, data.byteLength), crc) >>> 0;
-}
-
 /** SHA-256 and CRC32C of a stream, fed one chunk at a time. */
 export class ObjectHasher {
   private readonly sha256 = createHash("sha256");

@@ -2,7 +2,7 @@ import type { Readable } from "node:stream";
 
 import type { BlobStore } from "../blob/blob-store.js";
 import type { MetadataStore, ObjectRecord } from "../metadata/metadata-store.js";
-import { crc32cUpdate } from "./checksum.js";
+import { crc32cCombine, crc32cOf } from "./checksum.js";
 import { StorageError, invalidArgument, notFound } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { validateBucketName, validateGeneration, validateKey } from "./names.js";
@@ -25,7 +25,13 @@ export interface OpenedDownload {
   readonly start: number;
   readonly end: number;
   /** Content chunks of at most the download chunk size. */
-  readonly chunks: AsyncIterable<Uint8Array>;
+  readonly chunks: AsyncIterable<DownloadChunk>;
+}
+
+/** One chunk of content with its CRC32C, computed once for the message and for the whole-object check. */
+export interface DownloadChunk {
+  readonly content: Uint8Array;
+  readonly crc32c: number;
 }
 
 /** Smallest chunk Download sends, however many downloads run at once. */
@@ -70,7 +76,7 @@ export class DownloadService {
     return { object, start, end, chunks: this.stream(object, start, end, wholeObject, signal) };
   }
 
-  private async *stream(object: ObjectRecord, start: number, end: number, verify: boolean, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+  private async *stream(object: ObjectRecord, start: number, end: number, verify: boolean, signal?: AbortSignal): AsyncGenerator<DownloadChunk> {
     if (end <= start) return;
 
     this.streaming += 1;
@@ -94,10 +100,11 @@ export class DownloadService {
     try {
       source = await this.blobs.read(object, { start, end, readBytes: this.chunkBytes() }, signal);
       if (signal?.aborted) source.destroy();
-      for await (const chunk of gatherChunks(source as AsyncIterable<Buffer>, () => this.chunkBytes())) {
-        if (crc !== undefined) crc = crc32cUpdate(chunk, crc);
-        sent += chunk.length;
-        yield chunk;
+      for await (const content of gatherChunks(source as AsyncIterable<Buffer>, () => this.chunkBytes())) {
+        const chunkCrc = crc32cOf(content);
+        if (crc !== undefined) crc = crc32cCombine(crc, chunkCrc, content.length);
+        sent += content.length;
+        yield { content, crc32c: chunkCrc };
       }
     } finally {
       signal?.removeEventListener("abort", release);
