@@ -15,10 +15,16 @@ export interface EngramOnMinio {
 }
 
 /**
- * Starts MinIO, then Engram on it. The metadata goes to PostgreSQL when a
- * database can be created on loopback, else to PGlite, which is logged.
+ * Starts MinIO, then Engram on it with the given ENGRAM_* settings added.
+ * The metadata goes to PostgreSQL when a database can be created on
+ * loopback, else to PGlite, which is logged.
  */
-export async function startEngramOnMinio(minioBinary: string, log: (line: string) => void, nodeArgs: readonly string[] = []): Promise<EngramOnMinio> {
+export async function startEngramOnMinio(
+  minioBinary: string,
+  log: (line: string) => void,
+  nodeArgs: readonly string[] = [],
+  settings: Record<string, string> = {},
+): Promise<EngramOnMinio> {
   let minio: MinioServer | undefined;
   let database: BenchDatabase | undefined;
   const stop = async (engram?: EngramServer): Promise<void> => {
@@ -36,6 +42,7 @@ export async function startEngramOnMinio(minioBinary: string, log: (line: string
       ENGRAM_S3_SECRET_KEY: minio.secretKey,
       ENGRAM_S3_REGION: "us-east-1",
       ENGRAM_S3_BUCKET_PREFIX: "engram-",
+      ...settings,
     };
     let metadata = "PostgreSQL";
     const created = await createBenchDatabase();
