@@ -15,6 +15,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { PresignOperation, PresignService } from "../../gen/engram/v1/presign_service_pb.js";
 import type { ChunkSource, Transfer } from "./engram-clients.js";
+import { verifiedRead } from "./reference-clients.js";
 
 export class PresignedClient {
   readonly name = "presigned URLs to the store, HTTP/1.1";
@@ -73,17 +74,7 @@ export class PresignedClient {
       const body = await readText(response);
       throw new Error(`presigned GET responded with ${response.statusCode}: ${body.slice(0, 300)}`);
     }
-    const hash = createHash("sha256");
-    let received = 0;
-    for await (const chunk of response as AsyncIterable<Buffer>) {
-      hash.update(chunk);
-      received += chunk.length;
-    }
-    const digest = hash.digest("hex");
-    if (received !== size || digest !== expectedSha256) {
-      throw new Error(`presigned download of ${bucket}/${key}: received ${received} bytes with sha256 ${digest}, expected ${size} bytes with ${expectedSha256}`);
-    }
-    return { bytes: received, sha256: digest };
+    return verifiedRead(response, size, expectedSha256, `presigned download of ${bucket}/${key}`);
   }
 
   close(): void {

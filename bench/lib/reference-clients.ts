@@ -156,17 +156,7 @@ export class TusClient {
       response.resume();
       throw new Error(`tus GET ${url} responded with ${response.statusCode}`);
     }
-    const hash = createHash("sha256");
-    let received = 0;
-    for await (const chunk of response as AsyncIterable<Buffer>) {
-      hash.update(chunk);
-      received += chunk.length;
-    }
-    const digest = hash.digest("hex");
-    if (received !== size || digest !== expectedSha256) {
-      throw new Error(`tus download: received ${received} bytes with sha256 ${digest}, expected ${size} bytes with ${expectedSha256}`);
-    }
-    return { bytes: received, sha256: digest };
+    return verifiedRead(response, size, expectedSha256, "tus download");
   }
 
   async delete(url: string): Promise<void> {
@@ -222,6 +212,11 @@ export async function minioUpload(client: MinioClient, bucket: string, key: stri
 
 export async function minioDownload(client: MinioClient, bucket: string, key: string, size: number, expectedSha256: string): Promise<Transfer> {
   const stream = await client.getObject(bucket, key);
+  return verifiedRead(stream, size, expectedSha256, "MinIO download");
+}
+
+/** Reads a whole stream, hashing it, and checks its size and sha256; `what` starts the error message. */
+export async function verifiedRead(stream: AsyncIterable<Buffer> | NodeJS.ReadableStream, size: number, expectedSha256: string, what: string): Promise<Transfer> {
   const hash = createHash("sha256");
   let received = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -230,7 +225,7 @@ export async function minioDownload(client: MinioClient, bucket: string, key: st
   }
   const digest = hash.digest("hex");
   if (received !== size || digest !== expectedSha256) {
-    throw new Error(`MinIO download: received ${received} bytes with sha256 ${digest}, expected ${size} bytes with ${expectedSha256}`);
+    throw new Error(`${what}: received ${received} bytes with sha256 ${digest}, expected ${size} bytes with ${expectedSha256}`);
   }
   return { bytes: received, sha256: digest };
 }

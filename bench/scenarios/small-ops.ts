@@ -246,6 +246,9 @@ interface GhzReport {
  * files of the checkout. It runs right after the Connect-ES run on the same
  * server, which serves as its warm-up.
  */
+/** Errors of the calls that ghz cuts off when --duration ends. */
+const CUT_AT_END = /closed network connection|client connection is closing|transport is closing|context canceled|deadline exceeded/i;
+
 async function runGhz(binary: string, url: string, operation: Operation, concurrency: number, options: SmallOpsOptions): Promise<LoadRun> {
   const args = [
     "--insecure",
@@ -272,9 +275,14 @@ async function runGhz(binary: string, url: string, operation: Operation, concurr
   const percentileMs = (p: number): number => (report.latencyDistribution?.find((entry) => entry.percentage === p)?.latency ?? Number.NaN) / 1e6;
   const ok = report.statusCodeDistribution?.OK ?? 0;
   // When --duration ends, ghz cancels the calls in flight; those are not failures.
-  const cutAtEnd = Object.entries(report.errorDistribution ?? {})
-    .filter(([message]) => /closed network connection|context canceled|deadline exceeded/i.test(message))
-    .reduce((sum, [, count]) => sum + count, 0);
+  let cutAtEnd = 0;
+  for (const [message, count] of Object.entries(report.errorDistribution ?? {})) {
+    if (CUT_AT_END.test(message)) {
+      cutAtEnd += count;
+    } else {
+      options.log(`    ghz: ${count} × ${message}`);
+    }
+  }
   return {
     p50Ms: percentileMs(50),
     p99Ms: percentileMs(99),
