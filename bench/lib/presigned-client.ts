@@ -1,10 +1,10 @@
 /*
  * Client of Engram's presigned URLs, as a MNEMOS job that fetches model
  * weights would use them: one gRPC call to Engram for the URL, then the
- * bytes over plain HTTP/1.1 to wherever the URL points. With
- * ENGRAM_PRESIGN_URLS=store that is the S3 store itself, so the bytes do
- * not pass through Engram; an upload then ends with
- * FinalizePresignedUpload, which commits it.
+ * bytes over plain HTTP/1.1 to wherever the URL points: Engram's own data
+ * plane by default, or with ENGRAM_PRESIGN_URLS=store the S3 store itself,
+ * so that the bytes do not pass through Engram. An upload to the store
+ * ends with FinalizePresignedUpload, which commits it.
  */
 import { createHash } from "node:crypto";
 import { once } from "node:events";
@@ -18,11 +18,14 @@ import type { ChunkSource, Transfer } from "./engram-clients.js";
 import { verifiedRead } from "./reference-clients.js";
 
 export class PresignedClient {
-  readonly name = "presigned URLs to the store, HTTP/1.1";
   private readonly presign: Client<typeof PresignService>;
   private readonly agent = new http.Agent({ keepAlive: true });
 
-  constructor(engramUrl: string) {
+  /** `name` says where the URLs point, for the results. */
+  constructor(
+    engramUrl: string,
+    readonly name: string,
+  ) {
     this.presign = createClient(PresignService, createGrpcTransport({ baseUrl: engramUrl }));
   }
 

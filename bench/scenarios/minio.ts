@@ -8,11 +8,11 @@ import type { Client as MinioClient } from "minio";
 
 import { connectGrpcClient, type EngramClient } from "../lib/engram-clients.js";
 import { startEngramOnMinio, type EngramOnMinio } from "../lib/engram-on-minio.js";
-import type { EngramServer, MinioServer } from "../lib/processes.js";
+import type { MinioServer } from "../lib/processes.js";
 import { PresignedClient } from "../lib/presigned-client.js";
 import { minioClient, minioDownload, minioUpload } from "../lib/reference-clients.js";
 import { MiB } from "../lib/stats.js";
-import { deleteObject, engramPath, fileSource, measurePaths, type DataFile, type PathMeasurements, type TransferPath } from "./streaming.js";
+import { engramPath, fileSource, measurePaths, presignedPath, type DataFile, type PathMeasurements, type TransferPath } from "./streaming.js";
 
 export interface MinioStreamingResult {
   readonly sizeBytes: number;
@@ -32,8 +32,6 @@ export interface MinioStreamingOptions {
 }
 
 const DIRECT_BUCKET = "bench-direct";
-/** The bucket of Engram's gRPC path too (engramPath). */
-const PRESIGNED_BUCKET = "mnemos-models";
 /** The `minio` package's default part size for a stream of known size under 640 GiB. */
 const MINIO_PACKAGE_PART = "64 MiB";
 
@@ -48,14 +46,14 @@ export async function runMinioStreaming(options: MinioStreamingOptions): Promise
     started = await startEngramOnMinio(options.minioBinary, log, options.engramNodeArgs, { ENGRAM_PRESIGN_URLS: "store" });
     const { minio, engram, metadata } = started;
     client = connectGrpcClient(engram.url);
-    presigned = new PresignedClient(engram.url);
+    presigned = new PresignedClient(engram.url, "presigned URLs to the store, HTTP/1.1");
 
     const direct = minioClient(minio.endpoint, minio.accessKey, minio.secretKey);
     await direct.makeBucket(DIRECT_BUCKET, "us-east-1");
     const paths: TransferPath[] = [
       minioPath(minio, direct),
       engramPath(engram, client, `Engram on MinIO: ${client.name}`),
-      presignedPath(engram, presigned),
+      presignedPath(engram, presigned, `Engram on MinIO: ${presigned.name}`),
     ];
     return { sizeBytes: file.size, rounds, metadata, paths: await measurePaths(paths, file, warmupFile, rounds, log) };
   } finally {
@@ -83,24 +81,3 @@ function minioPath(server: MinioServer, client: MinioClient): TransferPath {
   };
 }
 
-/**
- * Engram hands out presigned URLs of MinIO: one PUT and FinalizePresignedUpload
- * (which reads the object back to compute its checksums), one GET.
- */
-function presignedPath(engram: EngramServer, client: PresignedClient): TransferPath {
-  const keyOf = (round: string): string => `bench/streaming/presigned/${round}`;
-  return {
-    name: `Engram on MinIO: ${client.name}`,
-    role: "engram",
-    serverPid: engram.pid,
-    async upload(file, round) {
-      await client.upload(PRESIGNED_BUCKET, keyOf(round), fileSource(file.path, MiB), file.size, file.sha256);
-    },
-    async download(file, round) {
-      await client.download(PRESIGNED_BUCKET, keyOf(round), file.size, file.sha256);
-    },
-    async cleanup(round) {
-      await deleteObject(engram, keyOf(round), PRESIGNED_BUCKET);
-    },
-  };
-}

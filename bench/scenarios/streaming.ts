@@ -7,6 +7,7 @@
 import { createReadStream } from "node:fs";
 
 import { connectGrpcClient, connectProtocolClient, grpcJsClient, type ChunkSource, type EngramClient } from "../lib/engram-clients.js";
+import { PresignedClient } from "../lib/presigned-client.js";
 import { startEngramServer, startPeer, type EngramServer, type PeerServer } from "../lib/processes.js";
 import { TusClient, tcpDownload, tcpUpload, type TcpReceiver } from "../lib/reference-clients.js";
 import { MiB } from "../lib/stats.js";
@@ -76,12 +77,14 @@ export async function runEmbeddedStreaming(options: StreamingOptions): Promise<S
   let tus: PeerServer | undefined;
   const clients: EngramClient[] = [];
   let tusClient: TusClient | undefined;
+  let presigned: PresignedClient | undefined;
   try {
     engram = await startEngramServer({ nodeArgs: options.engramNodeArgs ?? [] });
     tcp = await startPeer("tcp");
     tus = await startPeer("tus");
     tusClient = new TusClient(`http://127.0.0.1:${tus.port}`);
     clients.push(connectGrpcClient(engram.url), grpcJsClient(engram.url), connectProtocolClient(engram.url));
+    presigned = new PresignedClient(engram.url, "presigned URLs to Engram's data plane, HTTP/1.1");
 
     const paths: TransferPath[] = [
       tcpPath("raw TCP", "ceiling", tcp, "discard"),
@@ -89,11 +92,13 @@ export async function runEmbeddedStreaming(options: StreamingOptions): Promise<S
       tcpPath("raw TCP, server writes and fsyncs (upload only)", "reference", tcp, "disk"),
       tusPath(tus, tusClient),
       ...clients.map((client) => engramPath(engram!, client)),
+      presignedPath(engram, presigned),
     ];
 
     return { sizeBytes: file.size, rounds, paths: await measurePaths(paths, file, warmupFile, rounds, log) };
   } finally {
     for (const client of clients) client.close();
+    presigned?.close();
     tusClient?.close();
     await engram?.stop();
     await tcp?.stop();
@@ -222,6 +227,28 @@ export function engramPath(server: EngramServer, client: EngramClient, name = `E
     },
     async download(file, round) {
       await client.download(BUCKET, keyOf(round), file.sha256);
+    },
+    async cleanup(round) {
+      await deleteObject(server, keyOf(round));
+    },
+  };
+}
+
+/**
+ * Engram issues presigned URLs for one PUT and one GET; the bytes go over
+ * plain HTTP/1.1 to wherever the URLs point.
+ */
+export function presignedPath(server: EngramServer, client: PresignedClient, name = `Engram: ${client.name}`): TransferPath {
+  const keyOf = (round: string): string => `bench/streaming/presigned/${round}`;
+  return {
+    name,
+    role: "engram",
+    serverPid: server.pid,
+    async upload(file, round) {
+      await client.upload(BUCKET, keyOf(round), fileSource(file.path, MiB), file.size, file.sha256);
+    },
+    async download(file, round) {
+      await client.download(BUCKET, keyOf(round), file.size, file.sha256);
     },
     async cleanup(round) {
       await deleteObject(server, keyOf(round));
