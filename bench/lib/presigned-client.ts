@@ -21,7 +21,7 @@ export class PresignedClient {
   private readonly presign: Client<typeof PresignService>;
   private readonly agent = new http.Agent({ keepAlive: true });
 
-  /** `name` says where the URLs point, for the results. */
+  /** `name` names where the URLs point, for the results. */
   constructor(
     engramUrl: string,
     readonly name: string,

@@ -33,7 +33,7 @@ import { codeOfKind } from "../api/errors.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { ObjectRecord } from "../metadata/metadata-store.js";
 import type { CatalogService } from "../service/catalog.js";
-import type { DownloadService } from "../service/download.js";
+import { gatherChunks, type DownloadService } from "../service/download.js";
 import type { MultipartService } from "../service/multipart.js";
 import { partUrlKey } from "../service/presign.js";
 import { StorageError, invalidArgument, type StorageErrorKind } from "../service/errors.js";
@@ -46,7 +46,11 @@ type Response = ServerResponse | Http2ServerResponse;
 
 export const OBJECT_PATH_PREFIX = "/v1/buckets/";
 export const UPLOAD_PATH_PREFIX = "/v1/uploads/";
-/** Largest piece of a request body handed to the upload services at once. */
+/**
+ * Size of the pieces of a request body handed to the upload services. The
+ * socket delivers up to 64 KiB at a time, and every piece costs a file or
+ * S3 write and a round of hashing, so small pieces are gathered first.
+ */
 const BODY_CHUNK_BYTES = 1024 * 1024;
 
 const STATUS_OF_KIND: Record<StorageErrorKind, number> = {
@@ -357,17 +361,12 @@ async function uploadPart(deps: DataPlaneDeps, req: Request, res: Response, url:
   return part.size;
 }
 
-/** Turns a request body into upload chunks; the end of the body is finish_write. */
+/** Turns a request body into upload chunks of BODY_CHUNK_BYTES; the end of the body is finish_write. */
 async function* chunksOf(req: Request): AsyncGenerator<UploadChunk> {
   let offset = 0;
-  for await (const buffer of req as AsyncIterable<Buffer>) {
-    // Node may hand over a large body in one buffer; the upload services
-    // take chunks of at most the message limit.
-    for (let start = 0; start < buffer.length; start += BODY_CHUNK_BYTES) {
-      const chunk = buffer.subarray(start, start + BODY_CHUNK_BYTES);
-      yield { writeOffset: offset, data: chunk, crc32c: undefined, finishWrite: false };
-      offset += chunk.length;
-    }
+  for await (const chunk of gatherChunks(req as AsyncIterable<Buffer>, () => BODY_CHUNK_BYTES)) {
+    yield { writeOffset: offset, data: chunk, crc32c: undefined, finishWrite: false };
+    offset += chunk.length;
   }
   yield { writeOffset: offset, data: new Uint8Array(0), crc32c: undefined, finishWrite: true };
 }

@@ -96,8 +96,32 @@ export class UploadService {
     }
   }
 
-  /** Reads every chunk into the writer, checking offsets, sizes and chunk checksums. */
+  /**
+   * Reads every chunk into the writer, checking offsets, sizes and chunk
+   * checksums. One write stays in flight while the next chunk is received
+   * and hashed, and writes start in order.
+   */
   private async receive(spec: UploadSpec, chunks: AsyncIterable<UploadChunk>, writer: BlobWriter): Promise<ObjectHasher> {
+    let writing: Promise<void> | undefined;
+    try {
+      const hasher = await this.receiveChunks(spec, chunks, (data) => {
+        const previous = writing ?? Promise.resolve();
+        writing = previous.then(() => writer.write(data));
+        // A failed write is reported when it is awaited: before the next
+        // write, or at the end.
+        writing.catch(() => undefined);
+        return previous;
+      });
+      await writing;
+      return hasher;
+    } catch (err) {
+      // The caller aborts the writer; let the write in flight end first.
+      await writing?.catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async receiveChunks(spec: UploadSpec, chunks: AsyncIterable<UploadChunk>, write: (data: Uint8Array) => Promise<void>): Promise<ObjectHasher> {
     const hasher = new ObjectHasher();
     const maxSize = spec.size ?? this.limits.maxObjectBytes;
     let finished = false;
@@ -120,7 +144,7 @@ export class UploadService {
 
       hasher.update(chunk.data, chunkCrc32c);
       if (chunk.data.byteLength > 0) {
-        await writer.write(chunk.data);
+        await write(chunk.data);
       }
       finished = chunk.finishWrite;
     }
