@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { BlobRef, BlobWriter, WriterOptions } from "../src/blob/blob-store.js";
+import type { BlobRef, BlobWriter } from "../src/blob/blob-store.js";
 import { FsBlobStore } from "../src/blob/fs/fs-blob-store.js";
 import { StorageError } from "../src/service/errors.js";
 import { startTestEngram, storageClient, type TestEngram } from "./support/engram.js";
@@ -22,8 +22,8 @@ class FillingFsBlobStore extends FsBlobStore {
   failAfterWrites = Number.POSITIVE_INFINITY;
   aborted = 0;
 
-  override async createWriter(ref: BlobRef, options?: WriterOptions): Promise<BlobWriter> {
-    const writer = await super.createWriter(ref, options);
+  override async createWriter(ref: BlobRef): Promise<BlobWriter> {
+    const writer = await super.createWriter(ref);
     let writes = 0;
     return {
       write: async (chunk) => {
@@ -94,5 +94,33 @@ describe("blob write failure during an upload", () => {
     store.failAfterWrites = Number.POSITIVE_INFINITY;
     const object = await upload(client, BUCKET, key, random(3 * MiB));
     expect(object.size).toBe(BigInt(3 * MiB));
+  });
+
+  it("fails a multipart part", async () => {
+    const client = storageClient("grpc", engram.url);
+    const { uploadId } = await client.createMultipartUpload({ spec: { bucket: BUCKET, key: "full-disk/parts.bin" } });
+    const content = random(6 * MiB);
+    async function* part() {
+      yield { uploadId, partNumber: 1 };
+      for (let offset = 0; offset < content.length; offset += MiB) {
+        yield { writeOffset: BigInt(offset), data: { content: content.subarray(offset, offset + MiB) } };
+      }
+      yield { writeOffset: BigInt(content.length), finishWrite: true };
+    }
+    store.failAfterWrites = 2;
+    const abortedBefore = store.aborted;
+
+    const error = await client.uploadPart(part()).then(
+      () => undefined,
+      (err: unknown) => ConnectError.from(err),
+    );
+    expect(error?.code).toBe(Code.ResourceExhausted);
+    expect(store.aborted).toBe(abortedBefore + 1);
+
+    store.failAfterWrites = Number.POSITIVE_INFINITY;
+    const { parts } = await client.listParts({ uploadId });
+    expect(parts).toEqual([]);
+    const { part: stored } = await client.uploadPart(part());
+    expect(stored?.size).toBe(BigInt(6 * MiB));
   });
 });

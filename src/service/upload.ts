@@ -9,6 +9,7 @@ import { StorageError, invalidArgument } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { validateBucketName, validateKey } from "./names.js";
 import { requireWritableBucket } from "./buckets.js";
+import { WriteBehind } from "./write-behind.js";
 
 /** Properties of an object to create. */
 export interface UploadSpec {
@@ -99,24 +100,17 @@ export class UploadService {
   /**
    * Reads every chunk into the writer, checking offsets, sizes and chunk
    * checksums. One write stays in flight while the next chunk is received
-   * and hashed, and writes start in order.
+   * and hashed.
    */
   private async receive(spec: UploadSpec, chunks: AsyncIterable<UploadChunk>, writer: BlobWriter): Promise<ObjectHasher> {
-    let writing: Promise<void> | undefined;
+    const writes = new WriteBehind(writer);
     try {
-      const hasher = await this.receiveChunks(spec, chunks, (data) => {
-        const previous = writing ?? Promise.resolve();
-        writing = previous.then(() => writer.write(data));
-        // A failed write is reported when it is awaited: before the next
-        // write, or at the end.
-        writing.catch(() => undefined);
-        return previous;
-      });
-      await writing;
+      const hasher = await this.receiveChunks(spec, chunks, (data) => writes.write(data));
+      await writes.flush();
       return hasher;
     } catch (err) {
       // The caller aborts the writer; let the write in flight end first.
-      await writing?.catch(() => undefined);
+      await writes.settle();
       throw err;
     }
   }
