@@ -10,11 +10,7 @@ RUN npm run build
 
 # Runtime stage: production dependencies and the compiled code only.
 FROM node:20-bookworm-slim
-# MALLOC_MMAP_THRESHOLD_: glibc returns buffers of 128 KiB and more to the
-# system when they are freed, so memory goes back down after a burst of
-# transfers (README, Operations).
 ENV NODE_ENV=production \
-    MALLOC_MMAP_THRESHOLD_=131072 \
     ENGRAM_HOST=0.0.0.0 \
     ENGRAM_PORT=9000 \
     ENGRAM_METRICS_PORT=9001 \
