@@ -32,7 +32,11 @@ export interface StoredBlob {
 
 /** A blob being written. Nothing is readable until `finish` resolves. */
 export interface BlobWriter {
-  /** Appends bytes; resolves when the store can take more (backpressure). */
+  /**
+   * Appends bytes and resolves when the store can take more (backpressure).
+   * The store may still read `chunk` after that, until `finish` or `abort`
+   * resolves, so the caller must not change it.
+   */
   write(chunk: Uint8Array): Promise<void>;
   /** Makes the blob durable with its headers. */
   finish(headers: BlobHeaders): Promise<void>;

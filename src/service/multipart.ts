@@ -33,7 +33,6 @@ import type { Limits } from "./limits.js";
 import { validateBucketName } from "./names.js";
 import { newObjectOf } from "./new-object.js";
 import { checkPreconditionEarly, validateUploadSpec, verifyChecksums, type UploadChunk, type UploadSpec } from "./upload.js";
-import { WriteBehind } from "./write-behind.js";
 
 const MiB = 1024 * 1024;
 /** Part numbers run from 1 to this, as in S3. */
@@ -107,11 +106,9 @@ export class MultipartService {
 
     const ref = partBlobRef(session, String(head.partNumber));
     const writer = await this.blobs.createWriter(ref, { size: head.size, signal, generation: session.generation, contentType: "application/octet-stream" });
-    const writes = new WriteBehind(writer);
     try {
       const maxSize = head.size ?? this.expectedPartSize(session, head.partNumber) ?? MAX_PART_BYTES;
-      const hasher = await this.receivePart(head, maxSize, abortable(chunks, signal, "part upload"), (data) => writes.write(data));
-      await writes.flush();
+      const hasher = await this.receivePart(head, maxSize, abortable(chunks, signal, "part upload"), (data) => writer.write(data));
       const { sha256, crc32c } = hasher.digest();
       verifyPartChecksums(head, sha256, crc32c);
       this.checkPartSizeKnown(session, head.partNumber, hasher.size);
@@ -123,7 +120,6 @@ export class MultipartService {
         this.expiryMs,
       );
     } catch (err) {
-      await writes.settle();
       await writer.abort();
       throw err;
     }
@@ -197,9 +193,7 @@ export class MultipartService {
     const writerOptions = { size, signal, generation: session.generation, contentType: session.spec.contentType };
     const joinInStore = this.blobs.concat !== undefined && this.blobs.writeHeaders !== undefined && parts.slice(0, -1).every((part) => part.size >= MIN_PART_BYTES);
     const writer = joinInStore ? undefined : await this.blobs.createWriter(ref, writerOptions);
-    const writes = writer ? new WriteBehind(writer) : undefined;
     const discard = async (): Promise<void> => {
-      await writes?.settle();
       if (writer) await writer.abort();
       else await this.blobs.delete(ref).catch(() => undefined);
     };
@@ -207,11 +201,10 @@ export class MultipartService {
       // With concat the store joins the parts itself, and this pass only
       // reads them for the digests.
       const hasher = new ObjectHasher();
-      const write = writes ? (data: Uint8Array) => writes.write(data) : async () => {};
+      const write = writer ? (data: Uint8Array) => writer.write(data) : async () => {};
       for (const part of parts) {
         await this.copyPart(session, part, hasher, write, signal);
       }
-      await writes?.flush();
       const { sha256, crc32c } = hasher.digest();
       verifyChecksums(session.spec, sha256, crc32c);
       verifyChecksums({ expectedSha256: expected.sha256, expectedCrc32c: expected.crc32c }, sha256, crc32c);

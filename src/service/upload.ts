@@ -9,7 +9,6 @@ import { StorageError, invalidArgument } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { validateBucketName, validateKey } from "./names.js";
 import { requireWritableBucket } from "./buckets.js";
-import { WriteBehind } from "./write-behind.js";
 
 /** Properties of an object to create. */
 export interface UploadSpec {
@@ -97,25 +96,8 @@ export class UploadService {
     }
   }
 
-  /**
-   * Reads every chunk into the writer, checking offsets, sizes and chunk
-   * checksums. One write stays in flight while the next chunk is received
-   * and hashed.
-   */
+  /** Reads every chunk into the writer, checking offsets, sizes and chunk checksums. */
   private async receive(spec: UploadSpec, chunks: AsyncIterable<UploadChunk>, writer: BlobWriter): Promise<ObjectHasher> {
-    const writes = new WriteBehind(writer);
-    try {
-      const hasher = await this.receiveChunks(spec, chunks, (data) => writes.write(data));
-      await writes.flush();
-      return hasher;
-    } catch (err) {
-      // The caller aborts the writer; let the write in flight end first.
-      await writes.settle();
-      throw err;
-    }
-  }
-
-  private async receiveChunks(spec: UploadSpec, chunks: AsyncIterable<UploadChunk>, write: (data: Uint8Array) => Promise<void>): Promise<ObjectHasher> {
     const hasher = new ObjectHasher();
     const maxSize = spec.size ?? this.limits.maxObjectBytes;
     let finished = false;
@@ -138,7 +120,7 @@ export class UploadService {
 
       hasher.update(chunk.data, chunkCrc32c);
       if (chunk.data.byteLength > 0) {
-        await write(chunk.data);
+        await writer.write(chunk.data);
       }
       finished = chunk.finishWrite;
     }

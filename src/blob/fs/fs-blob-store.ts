@@ -168,8 +168,16 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
+/**
+ * Writes a blob file one chunk behind the caller. `write` starts its chunk
+ * once the previous write has ended, and resolves when that previous write
+ * has. So the caller receives and hashes the next chunk while this one is
+ * written.
+ */
 class FsBlobWriter implements BlobWriter {
   private closed = false;
+  /** The write started last. Its failure reaches the caller through the next `write` or `finish`. */
+  private lastWrite: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly ref: BlobRef,
@@ -178,19 +186,15 @@ class FsBlobWriter implements BlobWriter {
     private readonly headersPath: string,
   ) {}
 
-  async write(chunk: Uint8Array): Promise<void> {
-    try {
-      let offset = 0;
-      while (offset < chunk.length) {
-        const { bytesWritten } = await this.handle.write(chunk, offset, chunk.length - offset);
-        offset += bytesWritten;
-      }
-    } catch (err) {
-      throw translateFsError(err, `write blob of ${this.ref.bucket}/${this.ref.key}`);
-    }
+  write(chunk: Uint8Array): Promise<void> {
+    const previous = this.lastWrite;
+    this.lastWrite = previous.then(() => this.writeAll(chunk));
+    this.lastWrite.catch(() => undefined);
+    return previous;
   }
 
   async finish(headers: BlobHeaders): Promise<void> {
+    await this.lastWrite;
     try {
       await this.handle.sync();
       await this.closeHandle();
@@ -202,9 +206,23 @@ class FsBlobWriter implements BlobWriter {
   }
 
   async abort(): Promise<void> {
+    // The file handle closes only after the write in flight has ended.
+    await this.lastWrite.catch(() => undefined);
     await this.closeHandle().catch(() => undefined);
     await rm(this.headersPath, { force: true });
     await rm(this.dataPath, { force: true });
+  }
+
+  private async writeAll(chunk: Uint8Array): Promise<void> {
+    try {
+      let offset = 0;
+      while (offset < chunk.length) {
+        const { bytesWritten } = await this.handle.write(chunk, offset, chunk.length - offset);
+        offset += bytesWritten;
+      }
+    } catch (err) {
+      throw translateFsError(err, `write blob of ${this.ref.bucket}/${this.ref.key}`);
+    }
   }
 
   private async closeHandle(): Promise<void> {
