@@ -64,10 +64,10 @@ import { UploadService } from "./service/upload.js";
 /** Size of the chunks Download sends: small enough for any gRPC client's default limit. */
 const DOWNLOAD_CHUNK_BYTES = 1024 * 1024;
 /**
- * Full-size chunks for up to 16 downloads at once. Each download holds
- * several copies of its current chunk (the read-ahead, the encoded message,
- * the framed envelope): in a heap snapshot of 250 downloads with 1 MiB
- * chunks, about 8 MiB per download.
+ * Chunk bytes that all open downloads share: full-size chunks for up to 16
+ * downloads at once. Each download keeps several copies of its current
+ * chunk (the read-ahead, the encoded message, the framed envelope), about
+ * 8 MiB per download in a heap snapshot of 250 downloads with 1 MiB chunks.
  */
 const DOWNLOAD_BUDGET_BYTES = 16 * 1024 * 1024;
 /** Room for the fields around a data chunk in one message. */

@@ -11,7 +11,7 @@ async function* piecesOf(sizes: readonly number[]): AsyncGenerator<Uint8Array> {
   }
 }
 
-/** Chunk sizes asked for in turn; the last one repeats. */
+/** Returns chunk sizes in turn. The last one repeats. */
 function sizesInTurn(chunkBytes: number | readonly number[]): () => number {
   const turns = typeof chunkBytes === "number" ? [chunkBytes] : chunkBytes;
   let next = 0;

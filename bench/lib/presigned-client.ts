@@ -1,10 +1,10 @@
 /*
  * Client of Engram's presigned URLs, as a MNEMOS job that fetches model
- * weights would use them: one gRPC call to Engram for the URL, then the
- * bytes over plain HTTP/1.1 to wherever the URL points: Engram's own data
- * plane by default, or with ENGRAM_PRESIGN_URLS=store the S3 store itself,
- * so that the bytes do not pass through Engram. An upload to the store
- * ends with FinalizePresignedUpload, which commits it.
+ * weights would use them. It makes one gRPC call to Engram for the URL,
+ * then moves the bytes over plain HTTP/1.1 to wherever the URL points.
+ * That is Engram's own data plane by default, and the S3 store itself with
+ * ENGRAM_PRESIGN_URLS=store, so that the bytes do not pass through Engram.
+ * An upload to the store ends with FinalizePresignedUpload, which commits it.
  */
 import { createHash } from "node:crypto";
 import { once } from "node:events";

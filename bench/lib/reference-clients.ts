@@ -215,8 +215,8 @@ export async function minioDownload(client: MinioClient, bucket: string, key: st
   return verifiedRead(stream, size, expectedSha256, "MinIO download");
 }
 
-/** Reads a whole stream, hashing it, and checks its size and sha256; `what` starts the error message. */
-export async function verifiedRead(stream: AsyncIterable<Buffer> | NodeJS.ReadableStream, size: number, expectedSha256: string, what: string): Promise<Transfer> {
+/** Reads a whole stream, hashing it, and checks its size and sha256. `label` starts the error message. */
+export async function verifiedRead(stream: AsyncIterable<Buffer> | NodeJS.ReadableStream, size: number, expectedSha256: string, label: string): Promise<Transfer> {
   const hash = createHash("sha256");
   let received = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -225,7 +225,7 @@ export async function verifiedRead(stream: AsyncIterable<Buffer> | NodeJS.Readab
   }
   const digest = hash.digest("hex");
   if (received !== size || digest !== expectedSha256) {
-    throw new Error(`${what}: received ${received} bytes with sha256 ${digest}, expected ${size} bytes with ${expectedSha256}`);
+    throw new Error(`${label}: received ${received} bytes with sha256 ${digest}, expected ${size} bytes with ${expectedSha256}`);
   }
   return { bytes: received, sha256: digest };
 }

@@ -42,7 +42,7 @@ export async function runMinioStreaming(options: MinioStreamingOptions): Promise
   let presigned: PresignedClient | undefined;
   try {
     // Presigned URLs point at MinIO itself, so that large transfers can skip
-    // Engram's data path; the gRPC streams are the same in either mode.
+    // Engram's data path. The gRPC streams are the same in either mode.
     started = await startEngramOnMinio(options.minioBinary, log, options.engramNodeArgs, { ENGRAM_PRESIGN_URLS: "store" });
     const { minio, engram, metadata } = started;
     client = connectGrpcClient(engram.url);

@@ -235,8 +235,8 @@ export function engramPath(server: EngramServer, client: EngramClient, name = `E
 }
 
 /**
- * Engram issues presigned URLs for one PUT and one GET; the bytes go over
- * plain HTTP/1.1 to wherever the URLs point.
+ * Moves the file through presigned URLs that Engram issues for one PUT and
+ * one GET. The bytes go over plain HTTP/1.1 to wherever the URLs point.
  */
 export function presignedPath(server: EngramServer, client: PresignedClient, name = `Engram: ${client.name}`): TransferPath {
   const keyOf = (round: string): string => `bench/streaming/presigned/${round}`;

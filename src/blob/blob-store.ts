@@ -65,7 +65,7 @@ export interface BlobReadRange {
   /** Last byte, exclusive. */
   readonly end: number;
   /**
-   * Size of each read from the store, where the adapter chooses it; the
+   * Size of each read from the store, where the adapter chooses it. The
    * filesystem store also reads one such piece ahead.
    */
   readonly readBytes?: number;

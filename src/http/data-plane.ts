@@ -361,7 +361,7 @@ async function uploadPart(deps: DataPlaneDeps, req: Request, res: Response, url:
   return part.size;
 }
 
-/** Turns a request body into upload chunks of BODY_CHUNK_BYTES; the end of the body is finish_write. */
+/** Turns a request body into upload chunks of BODY_CHUNK_BYTES. The end of the body becomes finish_write. */
 async function* chunksOf(req: Request): AsyncGenerator<UploadChunk> {
   let offset = 0;
   for await (const chunk of gatherChunks(req as AsyncIterable<Buffer>, () => BODY_CHUNK_BYTES)) {

@@ -38,7 +38,7 @@ export interface DownloadChunk {
 export const MIN_DOWNLOAD_CHUNK_BYTES = 64 * 1024;
 
 export class DownloadService {
-  /** Downloads between the opening of their blob and their end. */
+  /** Number of downloads between the opening of their blob and their end. */
   private streaming = 0;
 
   constructor(
